@@ -1,0 +1,101 @@
+/// One upstream endpoint: a base URL, a credential and the model id sent upstream.
+///
+/// A provider is the unit every limit, cooldown and counter is kept for. Two providers may host the
+/// same upstream model (that is how quotas add up); each has its own name.
+///
+/// The API key is a secret: ``description`` and `dump` never show it.
+public struct Provider: Sendable, Hashable {
+    /// Unique name, `[a-z0-9._-]+`; used in store keys, metrics and response headers.
+    public var name: String
+    /// The OpenAI-compatible base URL, e.g. `https://api.groq.com/openai/v1`.
+    public var baseURL: String
+    /// The bearer credential sent upstream. Never logged, never shown.
+    public var apiKey: String
+    /// The model id sent upstream in the request body's `model` field.
+    public var model: String
+    /// Fleet-wide limits.
+    public var limits: ProviderLimits
+    /// Cooldown after a 429 without any reset hint (reference design: 60 s).
+    public var cooldown: Duration
+    /// Consecutive failures (5xx, timeouts, connection errors) that open a cooldown.
+    public var failureThreshold: Int
+    /// Cooldown after `failureThreshold` consecutive failures (reference design: 15 s).
+    public var failureCooldown: Duration
+    /// Completion tokens reserved when a request sets no `max_tokens`.
+    public var defaultMaxTokens: Int
+    /// Largest prompt + completion the provider accepts; larger requests skip it up front.
+    public var contextWindow: Int?
+    /// TCP/TLS connect timeout.
+    public var connectTimeout: Duration
+    /// Whole non-streaming call, or until response headers of a stream.
+    public var timeout: Duration
+    /// A stream's first event must arrive within this.
+    public var timeToFirstTokenTimeout: Duration
+    /// A stream silent for this long is a failure.
+    public var streamIdleTimeout: Duration
+    /// Whether the provider accepts an assistant prefill (used to continue a broken stream).
+    public var supportsPrefill: Bool
+    /// Extra headers sent upstream with every request.
+    public var headers: [String: String]
+
+    public init(
+        name: String,
+        baseURL: String,
+        apiKey: String = "",
+        model: String,
+        limits: ProviderLimits = .unlimited,
+        cooldown: Duration = .seconds(60),
+        failureThreshold: Int = 3,
+        failureCooldown: Duration = .seconds(15),
+        defaultMaxTokens: Int = 1024,
+        contextWindow: Int? = nil,
+        connectTimeout: Duration = .seconds(5),
+        timeout: Duration = .seconds(120),
+        timeToFirstTokenTimeout: Duration = .seconds(15),
+        streamIdleTimeout: Duration = .seconds(30),
+        supportsPrefill: Bool = true,
+        headers: [String: String] = [:]
+    ) {
+        self.name = name
+        self.baseURL = baseURL
+        self.apiKey = apiKey
+        self.model = model
+        self.limits = limits
+        self.cooldown = cooldown
+        self.failureThreshold = failureThreshold
+        self.failureCooldown = failureCooldown
+        self.defaultMaxTokens = defaultMaxTokens
+        self.contextWindow = contextWindow
+        self.connectTimeout = connectTimeout
+        self.timeout = timeout
+        self.timeToFirstTokenTimeout = timeToFirstTokenTimeout
+        self.streamIdleTimeout = streamIdleTimeout
+        self.supportsPrefill = supportsPrefill
+        self.headers = headers
+    }
+
+    /// How long an in-flight reservation on this provider lives before the store reclaims it, should
+    /// the node holding it die: the longest a healthy call can take plus a margin.
+    public var leaseDuration: Duration {
+        max(self.timeout, self.timeToFirstTokenTimeout + self.streamIdleTimeout) + .seconds(30)
+    }
+
+    /// Whether `name` is a valid provider (or model group, or key) name: `[a-z0-9._-]+`.
+    public static func isValidName(_ name: String) -> Bool {
+        !name.isEmpty
+            && name.utf8.allSatisfy { c in
+                (c >= UInt8(ascii: "a") && c <= UInt8(ascii: "z")) || (c >= UInt8(ascii: "0") && c <= UInt8(ascii: "9"))
+                    || c == UInt8(ascii: ".") || c == UInt8(ascii: "_") || c == UInt8(ascii: "-")
+            }
+    }
+}
+
+extension Provider: CustomStringConvertible, CustomDebugStringConvertible, CustomReflectable {
+    public var description: String {
+        "Provider(name: \(self.name), baseURL: \(self.baseURL), model: \(self.model), apiKey: <redacted>)"
+    }
+    public var debugDescription: String { self.description }
+    public var customMirror: Mirror {
+        Mirror(self, children: ["name": self.name, "baseURL": self.baseURL, "model": self.model, "apiKey": "<redacted>"])
+    }
+}

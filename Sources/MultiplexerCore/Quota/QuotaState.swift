@@ -1,0 +1,270 @@
+/// The whole quota state of one store, as a pure value: every decision is a mutation at a given time.
+///
+/// ``InMemoryQuotaStore`` wraps it in a lock; the Redis store's scripts implement the same rules
+/// server-side. Times are milliseconds on the store's own clock.
+public struct QuotaState: Sendable {
+    static let minute: Int64 = 60_000
+    static let day: Int64 = 86_400_000
+    /// The most a max-concurrency retry hint says: in-flight calls usually end long before their lease.
+    static let concurrencyHint: Int64 = 1000
+    /// A node is live if it sent a heartbeat within this.
+    public static let nodeLiveness: Int64 = 10_000
+
+    struct ProviderState: Sendable {
+        var rpm = SlidingWindow(lengthMs: minute)
+        var rpd = SlidingWindow(lengthMs: day)
+        var tpm = SlidingWindow(lengthMs: minute)
+        var tpd = SlidingWindow(lengthMs: day)
+        var inFlight: [UInt64: Int64] = [:]  // reservation id -> lease expiry
+        var cooldownUntil: Int64 = 0
+        var cooldownReason: CooldownReason = .manual
+        var disabled = false
+        var failures = 0
+        var usage = UsageCounters()
+
+        mutating func prune(now: Int64) {
+            self.rpm.prune(now: now)
+            self.rpd.prune(now: now)
+            self.tpm.prune(now: now)
+            self.tpd.prune(now: now)
+            if self.inFlight.contains(where: { $0.value <= now }) {
+                self.inFlight = self.inFlight.filter { $0.value > now }
+            }
+        }
+    }
+
+    struct KeyState: Sendable {
+        var rpm = SlidingWindow(lengthMs: minute)
+        var tpm = SlidingWindow(lengthMs: minute)
+        var usage = UsageCounters()
+    }
+
+    var providers: [String: ProviderState] = [:]
+    var keys: [String: KeyState] = [:]
+    var models: [String: ModelCounters] = [:]
+    var nodes: [String: Int64] = [:]
+    var nextID: UInt64 = 0
+
+    public init() {}
+
+    // MARK: Admission
+
+    /// Decides an admission at time `now`; see ``QuotaStore/admit(_:)``.
+    public mutating func admit(_ request: AdmissionRequest, now: Int64) -> AdmissionDecision {
+        var keyTPMFitsAt: (Int) -> Int64? = { _ in now }
+        if let key = request.key {
+            var ks = self.keys[key.name, default: KeyState()]
+            ks.rpm.prune(now: now)
+            ks.tpm.prune(now: now)
+            self.keys[key.name] = ks
+            if let rpm = key.limits.rpm, let at = ks.rpm.fitsAt(amount: 1, limit: Int64(rpm), now: now), at > now {
+                return .keyLimited(retryAfter: .milliseconds(at - now))
+            } else if let rpm = key.limits.rpm, rpm < 1 {
+                return .keyLimited(retryAfter: nil)
+            }
+            if let tpm = key.limits.tpm {
+                let window = ks.tpm
+                keyTPMFitsAt = { tokens in window.fitsAt(amount: Int64(tokens), limit: Int64(tpm), now: now) }
+            }
+        }
+
+        var blocked: [BlockedCandidate] = []
+        var earliest: Int64?
+        var earliestPrimary: Int64?
+        var onlyKeyBlocked = true
+        for (index, c) in request.candidates.enumerated() {
+            if c.tier == .fallback, let wait = request.tierWait, let p = earliestPrimary, p - now <= wait.millisecondsRoundedUp {
+                return .wait(.milliseconds(max(1, p - now)))
+            }
+            var ps = self.providers[c.provider, default: ProviderState()]
+            ps.prune(now: now)
+            self.providers[c.provider] = ps
+            let tokens = Int64(max(0, c.tokens))
+
+            var reason: BlockReason?
+            var freeAt: Int64? = now
+            func block(_ r: BlockReason, _ at: Int64?) {
+                if reason == nil { reason = r }
+                if let f = freeAt { freeAt = at.map { max(f, $0) } }
+            }
+            if ps.disabled { block(.disabled, nil) }
+            if ps.cooldownUntil > now { block(.cooldown, ps.cooldownUntil) }
+            if let l = c.limits.rpm, let at = ps.rpm.fitsAt(amount: 1, limit: Int64(l), now: now) {
+                if at > now { block(.rpm, at) }
+            } else if c.limits.rpm != nil { block(.rpm, nil) }
+            if let l = c.limits.rpd, let at = ps.rpd.fitsAt(amount: 1, limit: Int64(l), now: now) {
+                if at > now { block(.rpd, at) }
+            } else if c.limits.rpd != nil { block(.rpd, nil) }
+            if let l = c.limits.tpm, let at = ps.tpm.fitsAt(amount: tokens, limit: Int64(l), now: now) {
+                if at > now { block(.tpm, at) }
+            } else if c.limits.tpm != nil { block(.tpm, nil) }
+            if let l = c.limits.tpd, let at = ps.tpd.fitsAt(amount: tokens, limit: Int64(l), now: now) {
+                if at > now { block(.tpd, at) }
+            } else if c.limits.tpd != nil { block(.tpd, nil) }
+            if let l = c.limits.maxConcurrent, ps.inFlight.count >= l {
+                let soonest = ps.inFlight.values.min().map { min($0, now + Self.concurrencyHint) } ?? now + Self.concurrencyHint
+                block(.concurrency, l < 1 ? nil : soonest)
+            }
+            let providerBlocked = reason != nil
+            if let at = keyTPMFitsAt(c.tokens) {
+                if at > now { block(.keyTPM, at) }
+            } else {
+                block(.keyTPM, nil)
+            }
+
+            guard let r = reason else {
+                return .admitted(self.reserve(c, index: index, key: request.key, now: now))
+            }
+            if providerBlocked { onlyKeyBlocked = false }
+            blocked.append(BlockedCandidate(provider: c.provider, reason: r, retryAfter: freeAt.map { .milliseconds(max(1, $0 - now)) }))
+            if let f = freeAt {
+                earliest = min(earliest ?? f, f)
+                if c.tier == .primary { earliestPrimary = min(earliestPrimary ?? f, f) }
+            }
+        }
+        let retryAfter = earliest.map { Duration.milliseconds(max(1, $0 - now)) }
+        if onlyKeyBlocked, !blocked.isEmpty { return .keyLimited(retryAfter: retryAfter) }
+        return .exhausted(retryAfter: retryAfter, blocked: blocked)
+    }
+
+    private mutating func reserve(_ c: AdmissionCandidate, index: Int, key: KeyAdmission?, now: Int64) -> Reservation {
+        self.nextID += 1
+        let id = self.nextID
+        let tokens = Int64(max(0, c.tokens))
+        var ps = self.providers[c.provider, default: ProviderState()]
+        if c.limits.rpm != nil { ps.rpm.add(time: now, id: id, amount: 1) }
+        if c.limits.rpd != nil { ps.rpd.add(time: now, id: id, amount: 1) }
+        if c.limits.tpm != nil { ps.tpm.add(time: now, id: id, amount: tokens) }
+        if c.limits.tpd != nil { ps.tpd.add(time: now, id: id, amount: tokens) }
+        ps.inFlight[id] = now + max(1, c.lease.millisecondsRoundedUp)
+        self.providers[c.provider] = ps
+        if let key {
+            var ks = self.keys[key.name, default: KeyState()]
+            if key.limits.rpm != nil { ks.rpm.add(time: now, id: id, amount: 1) }
+            if key.limits.tpm != nil { ks.tpm.add(time: now, id: id, amount: tokens) }
+            self.keys[key.name] = ks
+        }
+        return Reservation(id: String(id), provider: c.provider, candidateIndex: index, tier: c.tier, tokens: c.tokens, key: key?.name)
+    }
+
+    // MARK: Settlement
+
+    /// Applies a settlement at time `now`; see ``QuotaStore/settle(_:)``.
+    public mutating func settle(_ s: Settlement, now: Int64) {
+        let r = s.reservation
+        let id = UInt64(r.id) ?? 0
+        let charged = Int64(s.result.chargedTokens(reserved: r.tokens))
+        let delta = UsageCounters.delta(for: s)
+        var ps = self.providers[r.provider, default: ProviderState()]
+        ps.inFlight[id] = nil
+        ps.tpm.adjust(id: id, to: charged)
+        ps.tpd.adjust(id: id, to: charged)
+        ps.usage.add(delta)
+        switch s.result {
+        case .success:
+            ps.failures = 0
+        case .failure:
+            ps.failures += 1
+            if ps.failures >= max(1, s.failureThreshold) {
+                ps.failures = 0
+                Self.extendCooldown(&ps, until: now + s.failureCooldown.millisecondsRoundedUp, reason: .failures)
+            }
+        case .rateLimited(let d):
+            Self.extendCooldown(&ps, until: now + d.millisecondsRoundedUp, reason: .rateLimited)
+        case .unauthorized(let d):
+            Self.extendCooldown(&ps, until: now + d.millisecondsRoundedUp, reason: .unauthorized)
+        case .contextLengthExceeded, .clientError, .abandoned:
+            break
+        }
+        self.providers[r.provider] = ps
+        if let key = r.key {
+            var ks = self.keys[key, default: KeyState()]
+            ks.tpm.adjust(id: id, to: charged)
+            ks.usage.add(delta)
+            self.keys[key] = ks
+        }
+        if let e = s.modelEvent { self.record(e) }
+    }
+
+    /// Counts a client request against its model group.
+    public mutating func record(_ e: ModelEvent) {
+        var m = self.models[e.group, default: ModelCounters()]
+        m.requests += 1
+        if e.fallback { m.fallbacks += 1 }
+        if e.exhausted { m.exhausted += 1 }
+        self.models[e.group] = m
+    }
+
+    static func extendCooldown(_ ps: inout ProviderState, until: Int64, reason: CooldownReason) {
+        if until > ps.cooldownUntil {
+            ps.cooldownUntil = until
+            ps.cooldownReason = reason
+        }
+    }
+
+    // MARK: Operator actions
+
+    public mutating func renewLease(_ r: Reservation, for duration: Duration, now: Int64) {
+        guard let id = UInt64(r.id), self.providers[r.provider]?.inFlight[id] != nil else { return }
+        self.providers[r.provider]?.inFlight[id] = now + max(1, duration.millisecondsRoundedUp)
+    }
+
+    public mutating func setCooldown(provider: String, for duration: Duration, reason: CooldownReason, now: Int64) -> Duration {
+        var ps = self.providers[provider, default: ProviderState()]
+        Self.extendCooldown(&ps, until: now + duration.millisecondsRoundedUp, reason: reason)
+        self.providers[provider] = ps
+        return .milliseconds(max(0, ps.cooldownUntil - now))
+    }
+
+    public mutating func clearCooldown(provider: String) {
+        self.providers[provider]?.cooldownUntil = 0
+    }
+
+    public mutating func setDisabled(provider: String, _ disabled: Bool) {
+        self.providers[provider, default: ProviderState()].disabled = disabled
+    }
+
+    public mutating func heartbeat(nodeID: String, now: Int64) -> Int {
+        self.nodes[nodeID] = now
+        self.nodes = self.nodes.filter { now - $0.value < Self.nodeLiveness }
+        return self.nodes.count
+    }
+
+    // MARK: Stats
+
+    public mutating func stats(_ q: StatsQuery, now: Int64) -> FleetStats {
+        var out = FleetStats()
+        for name in q.providers ?? self.providers.keys.sorted() {
+            var ps = self.providers[name] ?? ProviderState()
+            ps.prune(now: now)
+            var w = WindowUse()
+            w.rpm = ps.rpm.count
+            w.rpd = ps.rpd.count
+            w.tpm = Int(ps.tpm.sum)
+            w.tpd = Int(ps.tpd.sum)
+            w.inFlight = ps.inFlight.count
+            let cooling = ps.cooldownUntil > now
+            out.providers.append(
+                ProviderStats(
+                    name: name, usage: ps.usage, window: w,
+                    cooldownRemaining: cooling ? .milliseconds(ps.cooldownUntil - now) : nil,
+                    cooldownReason: cooling ? ps.cooldownReason : nil,
+                    disabled: ps.disabled, consecutiveFailures: ps.failures))
+        }
+        for name in q.keys ?? self.keys.keys.sorted() {
+            var ks = self.keys[name] ?? KeyState()
+            ks.rpm.prune(now: now)
+            ks.tpm.prune(now: now)
+            var w = WindowUse()
+            w.rpm = ks.rpm.count
+            w.tpm = Int(ks.tpm.sum)
+            out.keys.append(KeyStats(name: name, usage: ks.usage, window: w))
+        }
+        for name in q.models ?? self.models.keys.sorted() {
+            out.models.append(ModelStats(name: name, counters: self.models[name] ?? ModelCounters()))
+        }
+        out.nodes = self.nodes.filter { now - $0.value < Self.nodeLiveness }.sorted { $0.key < $1.key }
+            .map { NodeInfo(id: $0.key, lastSeen: .milliseconds(now - $0.value)) }
+        return out
+    }
+}

@@ -1,0 +1,252 @@
+/// Where every piece of shared routing state lives: rolling windows, token reservations, in-flight
+/// leases, cooldowns, failure counts, usage counters and the live-node registry.
+///
+/// Two implementations honour one contract (tested by one suite): ``InMemoryQuotaStore`` for a single
+/// process, and the Redis store that makes every limit hold fleet-wide.
+///
+/// ## The contract (ARCHITECTURE §8)
+/// - A limit is global: a provider never receives more requests (or reserved-then-settled tokens) than
+///   its limit in **any** rolling window of that length. Windows are sliding logs, not fixed buckets.
+/// - ``admit(_:)`` walks the candidates in order and reserves on the first that fits, checking the client
+///   key's limits and the provider's limits, concurrency, cooldown and disabled flag **all-or-nothing**
+///   in one atomic step: a rejected attempt consumes nothing.
+/// - Tokens are reserved at admission and settled with the real usage; the difference is refunded.
+/// - In-flight reservations carry a lease and expire if their holder dies.
+/// - A cooldown only ever extends, never shortens (except ``clearCooldown(provider:)``, an operator action).
+/// - Time is the store's own (the Redis store reads Redis's clock), so every node agrees on it.
+public protocol QuotaStore: Sendable {
+    /// Atomically picks the first candidate that fits every limit and reserves capacity on it.
+    ///
+    /// - Throws: when the store cannot decide (e.g. Redis unreachable and the policy is to reject).
+    func admit(_ request: AdmissionRequest) async throws -> AdmissionDecision
+
+    /// Records the outcome of an admitted attempt: releases its in-flight slot, settles its tokens
+    /// (refunding the difference), updates usage counters and failure counts, and sets cooldowns.
+    ///
+    /// Settlement never fails from the caller's point of view: a store that cannot reach its backend
+    /// keeps the settlement and applies it later, so no count is lost.
+    func settle(_ settlement: Settlement) async
+
+    /// Counts one client request for a model group (requests, fallbacks, exhausted) that has no
+    /// settlement to ride on (e.g. it was exhausted before any attempt).
+    func record(_ event: ModelEvent) async
+
+    /// Extends the lease of an in-flight reservation (a long stream), so it is not reclaimed.
+    func renewLease(_ reservation: Reservation, for duration: Duration) async throws
+
+    /// Cools `provider` down for `duration` (extend-only), e.g. by an operator.
+    ///
+    /// - Returns: the remaining cooldown after the call (the longer of the old and the new).
+    @discardableResult
+    func setCooldown(provider: String, for duration: Duration, reason: CooldownReason) async throws -> Duration
+
+    /// Ends a provider's cooldown at once (an operator action).
+    func clearCooldown(provider: String) async throws
+
+    /// Disables (or re-enables) a provider until changed again.
+    func setDisabled(provider: String, _ disabled: Bool) async throws
+
+    /// Registers a heartbeat of `nodeID` and returns the number of live nodes (seen in the last 10 s).
+    @discardableResult
+    func heartbeat(nodeID: String) async throws -> Int
+
+    /// A snapshot of usage, window use, cooldowns and live nodes.
+    ///
+    /// - Parameter query: which providers, keys and model groups to report; `nil` lists report all known.
+    func stats(_ query: StatsQuery) async throws -> FleetStats
+}
+
+/// Why a provider is cooling down.
+public enum CooldownReason: String, Sendable, Hashable, Codable, CaseIterable {
+    /// It answered 429/529.
+    case rateLimited = "rate_limited"
+    /// It failed `failure_threshold` times in a row.
+    case failures
+    /// It answered 401/403: its credential is wrong.
+    case unauthorized
+    /// An operator set it.
+    case manual
+}
+
+// MARK: - Admission
+
+/// One request's ask: the client key and the ordered candidates, each with its limits and cost.
+public struct AdmissionRequest: Sendable, Hashable {
+    /// The client key and its limits, if the request is made with a key.
+    public var key: KeyAdmission?
+    /// Candidates in the order to try.
+    public var candidates: [AdmissionCandidate]
+    /// When set, and no primary candidate fits but one frees up within this, the store answers
+    /// ``AdmissionDecision/wait(_:)`` instead of admitting a fallback candidate.
+    public var tierWait: Duration?
+
+    public init(key: KeyAdmission? = nil, candidates: [AdmissionCandidate], tierWait: Duration? = nil) {
+        self.key = key
+        self.candidates = candidates
+        self.tierWait = tierWait
+    }
+}
+
+/// A client key as admission sees it.
+public struct KeyAdmission: Sendable, Hashable {
+    public var name: String
+    public var limits: KeyLimits
+    public init(name: String, limits: KeyLimits) {
+        self.name = name
+        self.limits = limits
+    }
+}
+
+/// A provider as admission sees it: its limits and what this request would cost on it.
+public struct AdmissionCandidate: Sendable, Hashable {
+    public var provider: String
+    public var tier: Tier
+    public var limits: ProviderLimits
+    /// Tokens to reserve on this provider.
+    public var tokens: Int
+    /// How long the in-flight reservation lives unless settled or renewed.
+    public var lease: Duration
+
+    public init(provider: String, tier: Tier = .primary, limits: ProviderLimits, tokens: Int, lease: Duration = .seconds(180)) {
+        self.provider = provider
+        self.tier = tier
+        self.limits = limits
+        self.tokens = tokens
+        self.lease = lease
+    }
+}
+
+/// The store's answer to an ``AdmissionRequest``.
+public enum AdmissionDecision: Sendable, Hashable {
+    /// Capacity was reserved on a candidate.
+    case admitted(Reservation)
+    /// No primary fits now, but one frees up within the request's tier wait: wait this long, then ask again.
+    case wait(Duration)
+    /// No candidate fits. `retryAfter` is the earliest time any candidate frees up (`nil`: none ever will,
+    /// e.g. all disabled). `blocked` says why each candidate was skipped.
+    case exhausted(retryAfter: Duration?, blocked: [BlockedCandidate])
+    /// The client key's own limit rejects the request, whatever the provider.
+    case keyLimited(retryAfter: Duration?)
+}
+
+/// Capacity held for one attempt, to be settled.
+public struct Reservation: Sendable, Hashable {
+    /// Unique within the store.
+    public var id: String
+    public var provider: String
+    /// Index of the admitted candidate in the request's candidate list.
+    public var candidateIndex: Int
+    public var tier: Tier
+    /// Tokens reserved.
+    public var tokens: Int
+    /// The client key, if any.
+    public var key: String?
+
+    public init(id: String, provider: String, candidateIndex: Int, tier: Tier, tokens: Int, key: String?) {
+        self.id = id
+        self.provider = provider
+        self.candidateIndex = candidateIndex
+        self.tier = tier
+        self.tokens = tokens
+        self.key = key
+    }
+}
+
+/// A candidate admission skipped, and why.
+public struct BlockedCandidate: Sendable, Hashable {
+    public var provider: String
+    public var reason: BlockReason
+    /// When it frees up; `nil` if not by itself (disabled, or the request is larger than a limit).
+    public var retryAfter: Duration?
+
+    public init(provider: String, reason: BlockReason, retryAfter: Duration?) {
+        self.provider = provider
+        self.reason = reason
+        self.retryAfter = retryAfter
+    }
+}
+
+/// Why a candidate could not be admitted (the first failing check, in this order).
+public enum BlockReason: String, Sendable, Hashable, Codable, CaseIterable {
+    case disabled
+    case cooldown
+    case rpm
+    case rpd
+    case tpm
+    case tpd
+    case concurrency
+    /// The client key's token limit, for this candidate's cost.
+    case keyTPM = "key_tpm"
+}
+
+// MARK: - Settlement
+
+/// What happened to an admitted attempt.
+public enum SettlementResult: Sendable, Hashable {
+    /// Served. `usage` is what the provider reported; `nil` keeps the estimate.
+    case success(usage: TokenUsage?)
+    /// 429/529: cool the provider down for `cooldown` (extend-only).
+    case rateLimited(cooldown: Duration)
+    /// 5xx, timeout, connection error: one more consecutive failure.
+    case failure
+    /// 401/403: cool the provider down for `cooldown`.
+    case unauthorized(cooldown: Duration)
+    /// 400 `context_length_exceeded`: no health change.
+    case contextLengthExceeded
+    /// Other 4xx, relayed to the client.
+    case clientError
+    /// Sent, but the outcome is unknown (cancelled mid-call): nothing about health is learned.
+    case abandoned
+
+    /// Tokens that stay charged to the windows for a reservation of `reserved` tokens.
+    ///
+    /// A provider that refused the request (429, 401/403, 4xx) processed no tokens: all are refunded.
+    /// A success is charged its reported usage. When the provider may have processed the request but the
+    /// usage is unknown (timeouts, resets, cancellation), the estimate stays — never under-count.
+    public func chargedTokens(reserved: Int) -> Int {
+        switch self {
+        case .success(let usage?): usage.totalTokens
+        case .success(nil), .failure, .abandoned: reserved
+        case .rateLimited, .unauthorized, .contextLengthExceeded, .clientError: 0
+        }
+    }
+}
+
+/// Counts for one client request against its model group.
+public struct ModelEvent: Sendable, Hashable {
+    public var group: String
+    /// The request was served by the fallback tier.
+    public var fallback: Bool
+    /// The request found every candidate exhausted.
+    public var exhausted: Bool
+    public init(group: String, fallback: Bool = false, exhausted: Bool = false) {
+        self.group = group
+        self.fallback = fallback
+        self.exhausted = exhausted
+    }
+}
+
+/// The settlement of one admitted attempt.
+public struct Settlement: Sendable, Hashable {
+    public var reservation: Reservation
+    public var result: SettlementResult
+    /// The provider's consecutive-failure threshold and the cooldown it opens.
+    public var failureThreshold: Int
+    public var failureCooldown: Duration
+    /// The client request's model-group counts, when this settles its last attempt.
+    public var modelEvent: ModelEvent?
+
+    public init(
+        reservation: Reservation,
+        result: SettlementResult,
+        failureThreshold: Int = 3,
+        failureCooldown: Duration = .seconds(15),
+        modelEvent: ModelEvent? = nil
+    ) {
+        self.reservation = reservation
+        self.result = result
+        self.failureThreshold = failureThreshold
+        self.failureCooldown = failureCooldown
+        self.modelEvent = modelEvent
+    }
+}

@@ -1,0 +1,311 @@
+/// Routes one request over its model group's candidates: admission, the upstream call, outcome
+/// classification, settlement, cooldowns, failover and tier discipline (ARCHITECTURE §3).
+///
+/// The router holds no mutable state of its own: everything shared lives in the ``QuotaStore``, so any
+/// number of routers (in any number of processes, over one Redis) cooperate.
+public struct Router<C: Clock>: Sendable where C.Duration == Duration {
+    /// Providers and model groups.
+    public let table: RoutingTable
+    /// Where limits, cooldowns and counters live.
+    public let store: any QuotaStore
+    private let clock: C
+    private let random: any RandomSource
+    private let wallClock: @Sendable () -> Double
+
+    /// - Parameters:
+    ///   - table: providers and model groups.
+    ///   - store: the quota store.
+    ///   - clock: used to wait (for a primary to free up, between retries, for queued capacity).
+    ///   - random: draws the weighted order and backoff jitter.
+    ///   - wallClock: seconds since the Unix epoch, for `Retry-After: <HTTP-date>`.
+    public init(
+        table: RoutingTable,
+        store: any QuotaStore,
+        clock: C,
+        random: any RandomSource = SystemRandomSource(),
+        wallClock: @escaping @Sendable () -> Double
+    ) {
+        self.table = table
+        self.store = store
+        self.clock = clock
+        self.random = random
+        self.wallClock = wallClock
+    }
+
+    /// Routes `request` for `group` through `transport`.
+    ///
+    /// - Parameters:
+    ///   - request: what the transport sends.
+    ///   - group: the resolved model group.
+    ///   - cost: the request's token cost (see ``TokenEstimator``).
+    ///   - key: the client key, if any (its limits are checked in the same admission).
+    ///   - deadline: no waiting beyond this instant.
+    ///   - transport: the upstream client.
+    /// - Throws: only what the store throws at admission (e.g. Redis unavailable with `reject`), and
+    ///   `CancellationError` when the task is cancelled while waiting.
+    public func route<T: UpstreamTransport>(
+        _ request: T.Request,
+        group: ModelGroup,
+        cost: RequestCost,
+        key: ClientKey? = nil,
+        deadline: C.Instant? = nil,
+        via transport: T
+    ) async throws -> RouteResult<T.Body> {
+        var attempts: [AttemptRecord] = []
+        let ordered = self.table.candidates(for: group, using: self.random)
+        let fitting = ordered.filter { c in
+            guard let window = c.provider.contextWindow else { return true }
+            return cost.tokens(on: c.provider) <= window
+        }
+        guard !fitting.isEmpty else {
+            await self.store.record(ModelEvent(group: group.name))
+            return RouteResult(outcome: .contextTooLarge, attempts: attempts)
+        }
+
+        let start = self.clock.now
+        var excluded = Set<String>()
+        var retries: [String: Int] = [:]
+        var waited: Duration = .zero
+        var lastFailure: AttemptRecord?
+        let keyAdmission = key.map { KeyAdmission(name: $0.name, limits: $0.limits) }
+
+        while attempts.count < group.maxAttempts {
+            let remaining = fitting.filter { !excluded.contains($0.provider.name) }
+            guard !remaining.isEmpty else { break }
+            let hasBothTiers = remaining.contains { $0.tier == .primary } && remaining.contains { $0.tier == .fallback }
+            let tierBudget = self.bounded(group.tierWait - waited, by: deadline)
+            let admission = AdmissionRequest(
+                key: keyAdmission,
+                candidates: remaining.map {
+                    AdmissionCandidate(
+                        provider: $0.provider.name, tier: $0.tier, limits: $0.provider.limits,
+                        tokens: cost.tokens(on: $0.provider), lease: $0.provider.leaseDuration)
+                },
+                tierWait: hasBothTiers && tierBudget > .zero ? tierBudget : nil
+            )
+
+            let reservation: Reservation
+            switch try await self.store.admit(admission) {
+            case .admitted(let r):
+                reservation = r
+            case .wait(let d):
+                try await self.clock.sleep(for: d + self.jitter(upTo: .milliseconds(20)))
+                waited += d
+                continue
+            case .keyLimited(let retryAfter):
+                if let ra = retryAfter, ra <= self.bounded(group.queueTimeout - (start.duration(to: self.clock.now)), by: deadline) {
+                    try await self.clock.sleep(for: ra)
+                    continue
+                }
+                await self.store.record(ModelEvent(group: group.name))
+                return RouteResult(outcome: .keyLimited(retryAfter: retryAfter), attempts: attempts)
+            case .exhausted(let retryAfter, let blocked):
+                // Tier discipline without a fallback tier, and bounded queueing: wait for capacity that
+                // frees up soon rather than answering 429.
+                let elapsed = start.duration(to: self.clock.now)
+                let budget = max(
+                    hasBothTiers ? .zero : self.bounded(group.tierWait - waited, by: deadline),
+                    self.bounded(group.queueTimeout - elapsed, by: deadline))
+                if let ra = retryAfter, ra <= budget {
+                    try await self.clock.sleep(for: ra + self.jitter(upTo: .milliseconds(20)))
+                    waited += ra
+                    continue
+                }
+                return await self.finishExhausted(group: group, retryAfter: retryAfter, blocked: blocked, attempts: attempts, lastFailure: lastFailure)
+            }
+
+            let candidate = remaining[reservation.candidateIndex]
+            let provider = candidate.provider
+            let attempt = UpstreamAttempt(provider: provider, tier: candidate.tier, number: attempts.count + 1, reservation: reservation)
+            let began = self.clock.now
+            let outcome: Outcome
+            var response: UpstreamResponse<T.Body>?
+            var error: UpstreamError?
+            do {
+                let r = try await transport.send(request, attempt: attempt)
+                outcome = OutcomeClassifier.classify(
+                    status: r.status, headers: r.headers, errorCode: r.errorCode, provider: provider, nowEpochSeconds: self.wallClock())
+                response = r
+            } catch let e {
+                outcome = OutcomeClassifier.classify(e)
+                error = e
+            }
+            let record = AttemptRecord(
+                provider: provider.name, tier: candidate.tier, outcome: outcome, status: response?.status, error: error?.kind,
+                latency: began.duration(to: self.clock.now))
+            attempts.append(record)
+
+            let settlement = Settlement(
+                reservation: reservation,
+                result: Self.settlementResult(outcome, usage: response?.usage),
+                failureThreshold: provider.failureThreshold,
+                failureCooldown: provider.failureCooldown,
+                modelEvent: outcome.triesNext ? nil : ModelEvent(group: group.name, fallback: outcome == .success && candidate.tier == .fallback)
+            )
+
+            switch outcome {
+            case .success:
+                let served = ServedResponse(response: response!, provider: provider, tier: candidate.tier, reservation: reservation)
+                if response!.settlesLater {
+                    var pending = settlement
+                    pending.result = .abandoned
+                    return RouteResult(outcome: .served(served, PendingSettlement(store: self.store, template: pending)), attempts: attempts)
+                }
+                await self.store.settle(settlement)
+                return RouteResult(outcome: .served(served, nil), attempts: attempts)
+            case .clientError:
+                await self.store.settle(settlement)
+                return RouteResult(outcome: .clientError(response!, provider: provider), attempts: attempts)
+            case .cancelled:
+                await self.store.settle(settlement)
+                return RouteResult(outcome: .cancelled, attempts: attempts)
+            case .rateLimited:
+                // Not excluded: the cooldown keeps it out, and it may serve again after the cooldown
+                // within the tier wait (a 429 with `Retry-After: 2` is waited for, not fallen back from).
+                await self.store.settle(settlement)
+                lastFailure = record
+            case .unauthorized, .contextLengthExceeded:
+                await self.store.settle(settlement)
+                excluded.insert(provider.name)
+                lastFailure = record
+            case .failure(let retryable):
+                await self.store.settle(settlement)
+                lastFailure = record
+                let otherPrimaryLeft = remaining.contains { $0.tier == .primary && $0.provider.name != provider.name }
+                let used = retries[provider.name, default: 0]
+                if retryable, candidate.tier == .primary, !otherPrimaryLeft, used < group.retriesPerProvider {
+                    retries[provider.name] = used + 1
+                    let backoff = Duration.milliseconds(100 * (1 << min(used, 4))) + self.jitter(upTo: .milliseconds(100))
+                    if self.bounded(backoff, by: deadline) == backoff {
+                        try await self.clock.sleep(for: backoff)
+                        continue
+                    }
+                }
+                excluded.insert(provider.name)
+            }
+        }
+
+        // Out of attempts or candidates after at least one failure.
+        await self.store.record(ModelEvent(group: group.name, exhausted: lastFailure?.outcome.isRateLimit ?? true))
+        if let last = lastFailure, !last.outcome.isRateLimit {
+            return RouteResult(outcome: .upstreamFailed(last), attempts: attempts)
+        }
+        return RouteResult(outcome: .exhausted(retryAfter: nil, blocked: []), attempts: attempts)
+    }
+
+    private func finishExhausted<B>(
+        group: ModelGroup, retryAfter: Duration?, blocked: [BlockedCandidate], attempts: [AttemptRecord], lastFailure: AttemptRecord?
+    ) async -> RouteResult<B> {
+        if let last = lastFailure, !last.outcome.isRateLimit {
+            // What stopped the request was a failing provider, not quota.
+            await self.store.record(ModelEvent(group: group.name))
+            return RouteResult(outcome: .upstreamFailed(last), attempts: attempts)
+        }
+        await self.store.record(ModelEvent(group: group.name, exhausted: true))
+        return RouteResult(outcome: .exhausted(retryAfter: retryAfter, blocked: blocked), attempts: attempts)
+    }
+
+    /// `d` cut to what is left before `deadline`.
+    private func bounded(_ d: Duration, by deadline: C.Instant?) -> Duration {
+        guard let deadline else { return max(.zero, d) }
+        return max(.zero, min(d, self.clock.now.duration(to: deadline)))
+    }
+
+    private func jitter(upTo d: Duration) -> Duration {
+        let ms = UInt64(max(1, d.millisecondsRoundedUp))
+        return .milliseconds(Int64(self.random.next(below: ms)))
+    }
+
+    static func settlementResult(_ outcome: Outcome, usage: TokenUsage?) -> SettlementResult {
+        switch outcome {
+        case .success: .success(usage: usage)
+        case .rateLimited(let d): .rateLimited(cooldown: d)
+        case .failure: .failure
+        case .unauthorized(let d): .unauthorized(cooldown: d)
+        case .contextLengthExceeded: .contextLengthExceeded
+        case .clientError: .clientError
+        case .cancelled: .abandoned
+        }
+    }
+}
+
+extension Outcome {
+    var isRateLimit: Bool {
+        if case .rateLimited = self { return true }
+        return false
+    }
+}
+
+/// What the router did for one request.
+public struct RouteResult<Body: Sendable>: Sendable {
+    public var outcome: RouteOutcome<Body>
+    /// Every upstream attempt, in order.
+    public var attempts: [AttemptRecord]
+}
+
+/// How a routed request ended.
+public enum RouteOutcome<Body: Sendable>: Sendable {
+    /// A provider answered 2xx. The settlement is pending (non-nil) for a stream whose usage comes at its end.
+    case served(ServedResponse<Body>, PendingSettlement?)
+    /// A provider answered a client error (4xx): relay it as-is.
+    case clientError(UpstreamResponse<Body>, provider: Provider)
+    /// Every candidate is out of quota or cooling down: 429 with `Retry-After`.
+    case exhausted(retryAfter: Duration?, blocked: [BlockedCandidate])
+    /// The client key's own limit: 429 with `Retry-After`.
+    case keyLimited(retryAfter: Duration?)
+    /// Attempts failed (5xx, timeouts, connection errors) and nothing else could be tried: 502/504.
+    case upstreamFailed(AttemptRecord)
+    /// No provider's context window fits the request.
+    case contextTooLarge
+    /// The caller cancelled.
+    case cancelled
+}
+
+/// A 2xx response and who served it.
+public struct ServedResponse<Body: Sendable>: Sendable {
+    public var response: UpstreamResponse<Body>
+    public var provider: Provider
+    public var tier: Tier
+    public var reservation: Reservation
+}
+
+/// One upstream attempt, for logs, headers and errors.
+public struct AttemptRecord: Sendable, Hashable {
+    public var provider: String
+    public var tier: Tier
+    public var outcome: Outcome
+    /// The HTTP status, if a response came.
+    public var status: Int?
+    /// The transport failure, if no response came.
+    public var error: UpstreamError.Kind?
+    public var latency: Duration
+}
+
+/// The settlement of a stream that was served but has not ended yet. Call ``settle(_:)`` exactly once
+/// when it ends (or breaks, or the client goes away).
+public struct PendingSettlement: Sendable {
+    let store: any QuotaStore
+    let template: Settlement
+
+    /// The reservation being held.
+    public var reservation: Reservation { self.template.reservation }
+
+    /// Settles the stream.
+    ///
+    /// - Parameter result: `.success(usage:)` for a stream that completed, `.failure` for one that broke,
+    ///   `.abandoned` for one the client left.
+    public func settle(_ result: SettlementResult) async {
+        var s = self.template
+        s.result = result
+        if case .success = result {} else if var e = s.modelEvent {
+            e.fallback = false
+            s.modelEvent = e
+        }
+        await self.store.settle(s)
+    }
+
+    /// Extends the in-flight lease of a long stream.
+    public func renewLease(for duration: Duration) async throws {
+        try await self.store.renewLease(self.template.reservation, for: duration)
+    }
+}
