@@ -12,11 +12,35 @@ let package = Package(
     name: "multiplexer",
     platforms: [.macOS(.v15)],
     products: [
-        .library(name: "MultiplexerCore", targets: ["MultiplexerCore"])
+        .library(name: "MultiplexerCore", targets: ["MultiplexerCore"]),
+        .library(name: "MultiplexerRedis", targets: ["MultiplexerRedis"]),
     ],
     targets: [
         .target(
             name: "MultiplexerCore",
+            swiftSettings: swiftSettings
+        ),
+        // Debian's libhiredis-dev 0.14.1. No pkgConfig: its hiredis.pc adds -D_FILE_OFFSET_BITS=64,
+        // which SwiftPM rejects with a warning on every build; the headers and library are on the
+        // default paths (scripts/install-deps.sh installs the package).
+        .systemLibrary(
+            name: "CHiredis",
+            path: "Sources/CHiredis",
+            providers: [.apt(["libhiredis-dev"])]
+        ),
+        .target(
+            name: "MultiplexerRedis",
+            dependencies: ["MultiplexerCore", "CHiredis"],
+            swiftSettings: swiftSettings
+        ),
+        // Real processes (redis-server, nginx, gateways) for tests, benchmarks and the local fleet.
+        .target(
+            name: "MultiplexerTestSupport",
+            swiftSettings: swiftSettings
+        ),
+        .testTarget(
+            name: "MultiplexerRedisTests",
+            dependencies: ["MultiplexerRedis", "MultiplexerCore", "MultiplexerTestSupport"],
             swiftSettings: swiftSettings
         ),
         .testTarget(
@@ -26,7 +50,7 @@ let package = Package(
         ),
         .testTarget(
             name: "QuotaStoreTests",
-            dependencies: ["MultiplexerCore"],
+            dependencies: ["MultiplexerCore", "MultiplexerRedis", "MultiplexerTestSupport"],
             swiftSettings: swiftSettings
         ),
     ]

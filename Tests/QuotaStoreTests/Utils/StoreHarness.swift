@@ -1,4 +1,6 @@
 import MultiplexerCore
+import MultiplexerRedis
+import MultiplexerTestSupport
 
 /// A quota store under test plus control over its clock.
 ///
@@ -31,12 +33,14 @@ struct InMemoryHarness: StoreHarness {
 /// The stores the contract suite runs against.
 enum StoreKind: String, CaseIterable, CustomTestStringConvertible, Sendable {
     case memory
+    case redis
 
     var testDescription: String { self.rawValue }
 
     func makeHarness() async throws -> any StoreHarness {
         switch self {
         case .memory: InMemoryHarness()
+        case .redis: try await RedisHarness()
         }
     }
 }
@@ -53,4 +57,48 @@ func withHarness(_ kind: StoreKind, _ body: (any StoreHarness) async throws -> V
         throw error
     }
     await h.shutdown()
+}
+
+/// One real `redis-server` for the whole test process; every harness gets its own namespace.
+let sharedRedisServer: Result<RedisServer, any Error> = Result { try RedisServer() }
+
+/// ``RedisQuotaStore`` against a real `redis-server`, in a fresh namespace.
+///
+/// Virtual time: the store's scripts add `{ns}:clock_offset_ms` to Redis's `TIME`, so advancing moves
+/// that offset — and shortens the TTLs of cooldown keys by the same amount, since Redis expires keys on
+/// its real clock.
+struct RedisHarness: StoreHarness {
+    let server: RedisServer
+    let redisStore: RedisQuotaStore
+    let namespace: String
+    var store: any QuotaStore { self.redisStore }
+
+    init(server: RedisServer? = nil, namespace: String? = nil, onUnavailable: RedisQuotaStore.UnavailablePolicy = .local, commandTimeout: Duration = .milliseconds(500)) async throws {
+        self.server = try server ?? sharedRedisServer.get()
+        self.namespace = namespace ?? "t\(UInt32.random(in: 0...UInt32.max))"
+        self.redisStore = RedisQuotaStore(configuration: .init(
+            endpoint: try RedisEndpoint(url: self.server.url), namespace: self.namespace, connectTimeout: .seconds(1), commandTimeout: commandTimeout,
+            onUnavailable: onUnavailable, nodeID: "test-node"))
+        try await self.redisStore.connect()
+    }
+
+    func advance(by duration: Duration) async throws {
+        let ms = duration.millisecondsRoundedUp
+        let c = self.redisStore.client
+        _ = try await c.execute(["INCRBY", "{\(self.namespace)}:clock_offset_ms", String(ms)])
+        var cursor = "0"
+        repeat {
+            let v = try await c.execute(["SCAN", cursor, "MATCH", "{\(self.namespace)}:provider:*:cooldown", "COUNT", "1000"])
+            guard let a = v.array, a.count == 2 else { throw RedisError(.protocolError, "SCAN") }
+            cursor = a[0].text ?? "0"
+            for k in a[1].array ?? [] {
+                guard let key = k.text, let ttl = try await c.execute(["PTTL", key]).int, ttl > 0 else { continue }
+                _ = try await c.execute(ttl - ms <= 0 ? ["DEL", key] : ["PEXPIRE", key, String(ttl - ms)])
+            }
+        } while cursor != "0"
+    }
+
+    func shutdown() async {
+        self.redisStore.shutdown()
+    }
 }

@@ -1,0 +1,348 @@
+/// The Lua scripts of the Redis quota store, schema version ``RedisScripts/schemaVersion``.
+///
+/// Every script takes the namespace prefix (`{ns}:`) as `ARGV[1]` and the key `{ns}:schema` as `KEYS[1]`
+/// (which routes it to the namespace's slot in a Redis Cluster; every key the script builds shares the
+/// `{ns}` hash tag and so that slot). Time is Redis's own (`TIME`), plus the testing-only offset in
+/// `{ns}:clock_offset_ms`. The rules are those of `QuotaState` in MultiplexerCore, line for line.
+/// The schema version is part of each script's text, so scripts of two versions have different SHAs
+/// and replicas of two versions can run side by side during a rolling deploy.
+enum RedisScripts {
+    static let schemaVersion = 1
+
+    static let prelude = """
+        -- multiplexer quota schema \(schemaVersion)
+        local P = ARGV[1]
+        local MIN, DAY = 60000, 86400000
+        local function clock()
+          local t = redis.call('TIME')
+          local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+          local off = redis.call('GET', P .. 'clock_offset_ms')
+          if off then now = now + tonumber(off) end
+          return now
+        end
+        local function chunked(cmd, key, items)
+          local out = {}
+          for i = 1, #items, 500 do
+            local part = {}
+            for j = i, math.min(i + 499, #items) do part[#part + 1] = items[j] end
+            local r = redis.call(cmd, key, unpack(part))
+            if type(r) == 'table' then for _, v in ipairs(r) do out[#out + 1] = v end end
+          end
+          return out
+        end
+        -- request windows: a sorted set, member = reservation id, score = admission time (ms)
+        local function req_count(k, w, now)
+          redis.call('ZREMRANGEBYSCORE', k, '-inf', now - w)
+          return redis.call('ZCARD', k)
+        end
+        local function req_fits_at(k, w, limit, now)
+          if limit < 1 then return nil end
+          local n = req_count(k, w, now)
+          if n + 1 <= limit then return now end
+          local e = redis.call('ZRANGE', k, n - limit, n - limit, 'WITHSCORES')
+          return tonumber(e[2]) + w
+        end
+        local function req_add(k, w, id, now)
+          redis.call('ZADD', k, now, id)
+          redis.call('PEXPIRE', k, w + MIN)
+        end
+        -- token windows: the sorted set log plus a hash <k>:amounts of id -> tokens and _sum
+        local function tok_sum(k, w, now)
+          local ak = k .. ':amounts'
+          local expired = redis.call('ZRANGEBYSCORE', k, '-inf', now - w)
+          if #expired > 0 then
+            local amounts = chunked('HMGET', ak, expired)
+            local dec = 0
+            for i = 1, #amounts do if amounts[i] then dec = dec + tonumber(amounts[i]) end end
+            chunked('HDEL', ak, expired)
+            if dec ~= 0 then redis.call('HINCRBY', ak, '_sum', -dec) end
+            redis.call('ZREMRANGEBYSCORE', k, '-inf', now - w)
+          end
+          return tonumber(redis.call('HGET', ak, '_sum') or '0')
+        end
+        local function tok_fits_at(k, w, amount, limit, now)
+          if amount > limit then return nil end
+          local excess = tok_sum(k, w, now) + amount - limit
+          if excess <= 0 then return now end
+          local e = redis.call('ZRANGE', k, 0, 255, 'WITHSCORES')
+          if #e == 0 then return nil end
+          local ids = {}
+          for i = 1, #e, 2 do ids[#ids + 1] = e[i] end
+          local amounts = redis.call('HMGET', k .. ':amounts', unpack(ids))
+          for i = 1, #ids do
+            excess = excess - tonumber(amounts[i] or '0')
+            if excess <= 0 then return tonumber(e[2 * i]) + w end
+          end
+          return tonumber(e[#e]) + w
+        end
+        local function tok_add(k, w, id, amount, now)
+          local ak = k .. ':amounts'
+          redis.call('ZADD', k, now, id)
+          redis.call('HSET', ak, id, amount)
+          redis.call('HINCRBY', ak, '_sum', amount)
+          redis.call('PEXPIRE', k, w + MIN)
+          redis.call('PEXPIRE', ak, w + MIN)
+        end
+        local function tok_adjust(k, id, amount)
+          local ak = k .. ':amounts'
+          local old = redis.call('HGET', ak, id)
+          if old then
+            redis.call('HSET', ak, id, amount)
+            redis.call('HINCRBY', ak, '_sum', amount - tonumber(old))
+          end
+        end
+        -- cooldowns only extend: the key's TTL is the remaining cooldown
+        local function extend(pp, ms, reason)
+          local k = pp .. 'cooldown'
+          local ttl = redis.call('PTTL', k)
+          if ttl == -1 then return -1 end
+          if ms > ttl then
+            redis.call('SET', k, reason, 'PX', math.max(1, ms))
+            return ms
+          end
+          return ttl
+        end
+
+        """
+
+    /// Admission. ARGV: prefix, key name ('' none), key rpm, key tpm, tier wait ms (-1 none), n, then n ×
+    /// (provider, tier 0|1, rpm, rpd, tpm, tpd, max concurrent, tokens, lease ms); -1 = no limit.
+    /// Returns {1, id, index} | {2, wait ms} | {3, retry ms | -1, (provider, reason, retry ms | -1)…} | {4, retry ms | -1}.
+    static let admit = RedisScript(
+        prelude + """
+            local now = clock()
+            local keyName = ARGV[2]
+            local keyRpm, keyTpm = tonumber(ARGV[3]), tonumber(ARGV[4])
+            local tierWait = tonumber(ARGV[5])
+            local n = tonumber(ARGV[6])
+            local KP = P .. 'key:' .. keyName .. ':'
+            if keyName ~= '' and keyRpm >= 0 then
+              local at = req_fits_at(KP .. 'rpm', MIN, keyRpm, now)
+              if at == nil then return {4, -1} end
+              if at > now then return {4, at - now} end
+            end
+            local blocked = {}
+            local earliest, earliestPrimary = nil, nil
+            local onlyKey = true
+            for i = 0, n - 1 do
+              local b = 7 + i * 9
+              local name, tier = ARGV[b], tonumber(ARGV[b + 1])
+              local rpm, rpd, tpm, tpd = tonumber(ARGV[b + 2]), tonumber(ARGV[b + 3]), tonumber(ARGV[b + 4]), tonumber(ARGV[b + 5])
+              local conc, tokens, lease = tonumber(ARGV[b + 6]), tonumber(ARGV[b + 7]), tonumber(ARGV[b + 8])
+              if tier == 1 and tierWait >= 0 and earliestPrimary ~= nil and earliestPrimary - now <= tierWait then
+                return {2, math.max(1, earliestPrimary - now)}
+              end
+              local pp = P .. 'provider:' .. name .. ':'
+              local reason, freeAt = nil, now
+              local function block(r, at)
+                if reason == nil then reason = r end
+                if freeAt ~= nil then
+                  if at == nil then freeAt = nil else freeAt = math.max(freeAt, at) end
+                end
+              end
+              if redis.call('EXISTS', pp .. 'disabled') == 1 then block('disabled', nil) end
+              local cd = redis.call('PTTL', pp .. 'cooldown')
+              if cd > 0 then block('cooldown', now + cd) elseif cd == -1 then block('cooldown', nil) end
+              if rpm >= 0 then
+                local at = req_fits_at(pp .. 'rpm', MIN, rpm, now)
+                if at == nil or at > now then block('rpm', at) end
+              end
+              if rpd >= 0 then
+                local at = req_fits_at(pp .. 'rpd', DAY, rpd, now)
+                if at == nil or at > now then block('rpd', at) end
+              end
+              if tpm >= 0 then
+                local at = tok_fits_at(pp .. 'tpm', MIN, tokens, tpm, now)
+                if at == nil or at > now then block('tpm', at) end
+              end
+              if tpd >= 0 then
+                local at = tok_fits_at(pp .. 'tpd', DAY, tokens, tpd, now)
+                if at == nil or at > now then block('tpd', at) end
+              end
+              local ik = pp .. 'inflight'
+              redis.call('ZREMRANGEBYSCORE', ik, '-inf', now)
+              if conc >= 0 and redis.call('ZCARD', ik) >= conc then
+                local soon = now + 1000
+                local s = redis.call('ZRANGE', ik, 0, 0, 'WITHSCORES')
+                if #s > 0 then soon = math.min(tonumber(s[2]), soon) end
+                if conc < 1 then soon = nil end
+                block('concurrency', soon)
+              end
+              local providerBlocked = reason ~= nil
+              if keyName ~= '' and keyTpm >= 0 then
+                local at = tok_fits_at(KP .. 'tpm', MIN, tokens, keyTpm, now)
+                if at == nil or at > now then block('key_tpm', at) end
+              end
+              if reason == nil then
+                local id = redis.call('INCR', P .. 'seq')
+                if rpm >= 0 then req_add(pp .. 'rpm', MIN, id, now) end
+                if rpd >= 0 then req_add(pp .. 'rpd', DAY, id, now) end
+                if tpm >= 0 then tok_add(pp .. 'tpm', MIN, id, tokens, now) end
+                if tpd >= 0 then tok_add(pp .. 'tpd', DAY, id, tokens, now) end
+                redis.call('ZADD', ik, now + lease, id)
+                if redis.call('PTTL', ik) < lease + MIN then redis.call('PEXPIRE', ik, lease + MIN) end
+                if keyName ~= '' then
+                  if keyRpm >= 0 then req_add(KP .. 'rpm', MIN, id, now) end
+                  if keyTpm >= 0 then tok_add(KP .. 'tpm', MIN, id, tokens, now) end
+                end
+                return {1, id, i}
+              end
+              if providerBlocked then onlyKey = false end
+              local ra = -1
+              if freeAt ~= nil then
+                ra = math.max(1, freeAt - now)
+                if earliest == nil or freeAt < earliest then earliest = freeAt end
+                if tier == 0 and (earliestPrimary == nil or freeAt < earliestPrimary) then earliestPrimary = freeAt end
+              end
+              blocked[#blocked + 1] = name
+              blocked[#blocked + 1] = reason
+              blocked[#blocked + 1] = ra
+            end
+            local ra = -1
+            if earliest ~= nil then ra = math.max(1, earliest - now) end
+            if onlyKey and #blocked > 0 then return {4, ra} end
+            local out = {3, ra}
+            for _, v in ipairs(blocked) do out[#out + 1] = v end
+            return out
+            """)
+
+    /// Settlement. ARGV: prefix, id, provider, key ('' none), tier, charged tokens, result, cooldown ms,
+    /// failure threshold, failure cooldown ms, 7 usage deltas (requests … fallback_served), model ('' none),
+    /// model fallback 0|1, model exhausted 0|1. Idempotent per reservation id for 15 minutes
+    /// (`{ns}:settled`), so a settlement whose reply was lost can be replayed safely. Returns 1, or 0 if
+    /// it had been applied already.
+    static let settle = RedisScript(
+        prelude + """
+            local now = clock()
+            local id = ARGV[2]
+            local settled = P .. 'settled'
+            if redis.call('ZADD', settled, 'NX', now, id) == 0 then return 0 end
+            redis.call('ZREMRANGEBYSCORE', settled, '-inf', now - 900000)
+            local pp = P .. 'provider:' .. ARGV[3] .. ':'
+            redis.call('ZREM', pp .. 'inflight', id)
+            local charged = tonumber(ARGV[6])
+            tok_adjust(pp .. 'tpm', id, charged)
+            tok_adjust(pp .. 'tpd', id, charged)
+            local fields = {'requests', 'success', 'rate_limited', 'errors', 'prompt_tokens', 'completion_tokens', 'fallback_served'}
+            local function bump(hash)
+              for j = 1, 7 do
+                local d = tonumber(ARGV[10 + j])
+                if d ~= 0 then redis.call('HINCRBY', hash, fields[j], d) end
+              end
+            end
+            bump(pp .. 'usage')
+            if ARGV[4] ~= '' then
+              local kp = P .. 'key:' .. ARGV[4] .. ':'
+              tok_adjust(kp .. 'tpm', id, charged)
+              bump(kp .. 'usage')
+            end
+            local result = ARGV[7]
+            if result == 'success' then
+              redis.call('DEL', pp .. 'failures')
+            elseif result == 'failure' then
+              local f = redis.call('INCR', pp .. 'failures')
+              if f >= tonumber(ARGV[9]) then
+                redis.call('DEL', pp .. 'failures')
+                extend(pp, tonumber(ARGV[10]), 'failures')
+              end
+            elseif result == 'rate_limited' or result == 'unauthorized' then
+              extend(pp, tonumber(ARGV[8]), result)
+            end
+            if ARGV[18] ~= '' then
+              local mk = P .. 'model:' .. ARGV[18] .. ':usage'
+              redis.call('HINCRBY', mk, 'requests', 1)
+              if ARGV[19] == '1' then redis.call('HINCRBY', mk, 'fallbacks', 1) end
+              if ARGV[20] == '1' then redis.call('HINCRBY', mk, 'exhausted', 1) end
+            end
+            return 1
+            """)
+
+    /// Counter replay after an outage. ARGV: prefix, batch id, then (hash key suffix, field, delta)…
+    /// Applied once per batch id (a lost reply can be retried with the same id). Returns 1 or 0.
+    static let replay = RedisScript(
+        prelude + """
+            if not redis.call('SET', P .. 'replayed:' .. ARGV[2], 1, 'NX', 'PX', DAY) then return 0 end
+            for i = 3, #ARGV, 3 do
+              redis.call('HINCRBY', P .. ARGV[i], ARGV[i + 1], tonumber(ARGV[i + 2]))
+            end
+            return 1
+            """)
+
+    /// Extend-only cooldown. ARGV: prefix, provider, ms, reason. Returns the remaining ms (-1: no expiry).
+    static let cooldown = RedisScript(
+        prelude + """
+            return extend(P .. 'provider:' .. ARGV[2] .. ':', tonumber(ARGV[3]), ARGV[4])
+            """)
+
+    /// Lease renewal. ARGV: prefix, provider, id, lease ms. Returns 1 if the reservation was still live.
+    static let renew = RedisScript(
+        prelude + """
+            local now = clock()
+            local ik = P .. 'provider:' .. ARGV[2] .. ':inflight'
+            local lease = tonumber(ARGV[4])
+            local changed = redis.call('ZADD', ik, 'XX', 'CH', now + lease, ARGV[3])
+            if redis.call('PTTL', ik) < lease + MIN then redis.call('PEXPIRE', ik, lease + MIN) end
+            return changed
+            """)
+
+    /// Heartbeat. ARGV: prefix, node id. Returns the number of live nodes (seen within 10 s).
+    static let heartbeat = RedisScript(
+        prelude + """
+            local now = clock()
+            local k = P .. 'nodes'
+            redis.call('ZADD', k, now, ARGV[2])
+            redis.call('ZREMRANGEBYSCORE', k, '-inf', now - 10000)
+            return redis.call('ZCARD', k)
+            """)
+
+    /// A model-group event with no settlement. ARGV: prefix, model, fallback 0|1, exhausted 0|1.
+    static let record = RedisScript(
+        prelude + """
+            local mk = P .. 'model:' .. ARGV[2] .. ':usage'
+            redis.call('HINCRBY', mk, 'requests', 1)
+            if ARGV[3] == '1' then redis.call('HINCRBY', mk, 'fallbacks', 1) end
+            if ARGV[4] == '1' then redis.call('HINCRBY', mk, 'exhausted', 1) end
+            return 1
+            """)
+
+    /// A snapshot. ARGV: prefix, np, providers…, nk, keys…, nm, models…
+    /// Returns {now, providers: {{usage hgetall, rpm, rpd, tpm, tpd, inflight, cooldown ms, reason, disabled, failures}…},
+    /// keys: {{usage hgetall, rpm, tpm}…}, models: {hgetall…}, nodes: zrange withscores}.
+    static let stats = RedisScript(
+        prelude + """
+            local now = clock()
+            local i = 2
+            local np = tonumber(ARGV[i]); i = i + 1
+            local providers = {}
+            for _ = 1, np do
+              local pp = P .. 'provider:' .. ARGV[i] .. ':'
+              i = i + 1
+              redis.call('ZREMRANGEBYSCORE', pp .. 'inflight', '-inf', now)
+              local cd = redis.call('PTTL', pp .. 'cooldown')
+              providers[#providers + 1] = {
+                redis.call('HGETALL', pp .. 'usage'),
+                req_count(pp .. 'rpm', MIN, now), req_count(pp .. 'rpd', DAY, now),
+                tok_sum(pp .. 'tpm', MIN, now), tok_sum(pp .. 'tpd', DAY, now),
+                redis.call('ZCARD', pp .. 'inflight'), cd, redis.call('GET', pp .. 'cooldown') or '',
+                redis.call('EXISTS', pp .. 'disabled'), tonumber(redis.call('GET', pp .. 'failures') or '0')
+              }
+            end
+            local nk = tonumber(ARGV[i]); i = i + 1
+            local keys = {}
+            for _ = 1, nk do
+              local kp = P .. 'key:' .. ARGV[i] .. ':'
+              i = i + 1
+              keys[#keys + 1] = {redis.call('HGETALL', kp .. 'usage'), req_count(kp .. 'rpm', MIN, now), tok_sum(kp .. 'tpm', MIN, now)}
+            end
+            local nm = tonumber(ARGV[i]); i = i + 1
+            local models = {}
+            for _ = 1, nm do
+              models[#models + 1] = redis.call('HGETALL', P .. 'model:' .. ARGV[i] .. ':usage')
+              i = i + 1
+            end
+            redis.call('ZREMRANGEBYSCORE', P .. 'nodes', '-inf', now - 10000)
+            return {now, providers, keys, models, redis.call('ZRANGE', P .. 'nodes', 0, -1, 'WITHSCORES')}
+            """)
+
+    static let all = [admit, settle, replay, cooldown, renew, heartbeat, record, stats]
+}

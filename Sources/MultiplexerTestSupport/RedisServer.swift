@@ -1,0 +1,86 @@
+public import Foundation
+
+/// A real `redis-server` on a free loopback port, for tests, benchmarks and the local fleet.
+///
+/// No persistence by default (`--save '' --appendonly no`), `noeviction`. It can be stopped and
+/// started again on the same port, to test outages and restarts.
+public final class RedisServer: @unchecked Sendable {
+    // Safety: mutable state (`process`) is guarded by `lock`.
+    public let port: Int
+    public let directory: String
+    private let lock = NSLock()
+    private var process: ManagedProcess?
+
+    public enum Failure: Error, CustomStringConvertible {
+        case notInstalled
+        case didNotStart(String)
+        public var description: String {
+            switch self {
+            case .notInstalled: "redis-server is not installed (run scripts/install-deps.sh)"
+            case .didNotStart(let log): "redis-server did not start: \(log)"
+            }
+        }
+    }
+
+    /// Starts a server.
+    public init(port: Int? = nil) throws {
+        self.port = port ?? LocalPorts.free()
+        self.directory = NSTemporaryDirectory() + "mux-redis-\(self.port)-\(UUID().uuidString.prefix(8))"
+        try FileManager.default.createDirectory(atPath: self.directory, withIntermediateDirectories: true)
+        try self.start()
+    }
+
+    /// `redis://127.0.0.1:<port>/0`
+    public var url: String { "redis://127.0.0.1:\(self.port)/0" }
+
+    /// Starts the server (again) on its port and waits until it accepts connections.
+    public func start() throws {
+        guard let exe = ManagedProcess.which("redis-server") else { throw Failure.notInstalled }
+        let p = try ManagedProcess(
+            name: "redis-\(self.port)", executable: exe,
+            arguments: [
+                "--port", String(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--dir", self.directory,
+                "--maxmemory-policy", "noeviction", "--daemonize", "no", "--protected-mode", "yes",
+            ],
+            logPath: self.directory + "/redis.log")
+        self.lock.withLock { self.process = p }
+        let deadline = Date().addingTimeInterval(10)
+        while Date() < deadline {
+            if LocalPorts.isListening(self.port) { return }
+            if !p.isRunning { break }
+            usleep(20_000)
+        }
+        throw Failure.didNotStart((try? String(contentsOfFile: p.logPath, encoding: .utf8)) ?? "")
+    }
+
+    /// Stops the server (SIGKILL by default: an abrupt outage, data gone since nothing is persisted).
+    public func stop(signal: Int32 = SIGKILL) {
+        let p = self.lock.withLock { () -> ManagedProcess? in
+            defer { self.process = nil }
+            return self.process
+        }
+        p?.stop(signal: signal)
+        let deadline = Date().addingTimeInterval(5)
+        while LocalPorts.isListening(self.port), Date() < deadline { usleep(10_000) }
+    }
+
+    /// Runs `redis-cli` against this server and returns its output (for checks an operator would do).
+    public func cli(_ args: [String]) throws -> String {
+        guard let exe = ManagedProcess.which("redis-cli") else { throw Failure.notInstalled }
+        let p = Process()
+        p.executableURL = URL(fileURLWithPath: exe)
+        p.arguments = ["-p", String(self.port), "--no-raw"] + args
+        let out = Pipe()
+        p.standardOutput = out
+        p.standardError = out
+        try p.run()
+        let data = out.fileHandleForReading.readDataToEndOfFile()
+        p.waitUntilExit()
+        return String(decoding: data, as: UTF8.self)
+    }
+
+    deinit {
+        self.stop()
+        try? FileManager.default.removeItem(atPath: self.directory)
+    }
+}
