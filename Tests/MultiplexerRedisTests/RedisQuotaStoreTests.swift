@@ -1,0 +1,236 @@
+import MultiplexerCore
+import MultiplexerRedis
+import MultiplexerTestSupport
+import Testing
+
+@Suite("RedisQuotaStore against a real redis-server")
+struct RedisQuotaStoreTests {
+    /// Eight independent connections race 1,000 admissions each; the limit holds exactly.
+    @Test(arguments: [
+        ("rpm", ProviderLimits(rpm: 500), 10, 500),
+        ("tpm", ProviderLimits(tpm: 5000), 10, 500),
+        ("max_concurrent", ProviderLimits(maxConcurrent: 500), 10, 500),
+    ] as [(String, ProviderLimits, Int, Int)])
+    func eightConnectionsRacingNeverExceedTheLimit(_ kind: String, _ limits: ProviderLimits, _ tokens: Int, _ expected: Int) async throws {
+        let f = try RedisFixture()
+        // A generous command timeout: this test measures Redis's exactness, not degraded mode (which a
+        // timeout under the parallel test load would otherwise engage).
+        let stores = try (0..<8).map { try f.store(node: "racer-\($0)", commandTimeout: .seconds(5)) }
+        defer { stores.forEach { $0.shutdown() } }
+        for (i, s) in stores.enumerated() { try await s.heartbeat(nodeID: "racer-\(i)") }
+        let c = RedisFixture.candidate("p-\(kind)", limits, tokens: tokens)
+        let total = try await withThrowingTaskGroup(of: Int.self) { group in
+            for s in stores {
+                group.addTask {
+                    // 1,000 admissions per connection, 50 in flight at a time so the client pipelines.
+                    try await withThrowingTaskGroup(of: Int.self) { inner in
+                        for _ in 0..<50 {
+                            inner.addTask {
+                                var n = 0
+                                for _ in 0..<20 {
+                                    guard let r = admitted(try await s.admit(AdmissionRequest(candidates: [c]))) else { continue }
+                                    #expect(!r.id.hasPrefix("L"), "admitted locally: Redis did not answer in time")
+                                    n += 1
+                                }
+                                return n
+                            }
+                        }
+                        return try await inner.reduce(0, +)
+                    }
+                }
+            }
+            return try await group.reduce(0, +)
+        }
+        #expect(total == expected)
+        let stats = try await stores[0].stats(StatsQuery(providers: [c.provider], keys: [], models: []))
+        switch kind {
+        case "rpm": #expect(stats.providers[0].window.rpm == expected)
+        case "tpm": #expect(stats.providers[0].window.tpm == expected * tokens)
+        default: #expect(stats.providers[0].window.inFlight == expected)
+        }
+        #expect(stores.allSatisfy { $0.availability == .connected })
+    }
+
+    @Test func aRestartedRedisReloadsScriptsAndAdmissionsResume() async throws {
+        let f = try RedisFixture()
+        let store = try f.store()
+        defer { store.shutdown() }
+        let c = RedisFixture.candidate("p-restart", ProviderLimits(rpm: 100))
+        for _ in 0..<3 { #expect(admitted(try await store.admit(AdmissionRequest(candidates: [c]))) != nil) }
+        f.server.stop()
+        try f.server.start()  // empty: no persistence, scripts gone
+        #expect(try f.server.cli(["SCRIPT", "EXISTS", "x"]).contains("0"))
+        // The first call may see the dead connection (and go local); within a short while Redis serves again.
+        var servedByRedis = false
+        for _ in 0..<100 {
+            let d = try await store.admit(AdmissionRequest(candidates: [c]))
+            if let r = admitted(d), !r.id.hasPrefix("L") {
+                servedByRedis = true
+                break
+            }
+            try await Task.sleep(for: .milliseconds(20))
+        }
+        #expect(servedByRedis)
+        #expect(store.availability == .connected)
+        #expect(try f.server.cli(["EXISTS", "{\(f.namespace)}:provider:p-restart:rpm"]).contains("1"))
+    }
+
+    @Test func aStoppedRedisDegradesToLocalSharesAndReplaysCountersExactly() async throws {
+        let f = try RedisFixture()
+        let a = try f.store(node: "node-a")
+        let b = try f.store(node: "node-b")
+        defer {
+            a.shutdown()
+            b.shutdown()
+        }
+        #expect(try await a.heartbeat(nodeID: "node-a") >= 1)
+        #expect(try await b.heartbeat(nodeID: "node-b") == 2)
+        #expect(try await a.heartbeat(nodeID: "node-a") == 2)
+        let limits = ProviderLimits(rpm: 10)
+        let key = KeyAdmission(name: "team", limits: KeyLimits())
+        func serve(_ s: RedisQuotaStore, _ n: Int, fallback: Bool = false) async throws -> Int {
+            var served = 0
+            for _ in 0..<n {
+                guard let r = admitted(try await s.admit(AdmissionRequest(key: key, candidates: [RedisFixture.candidate("p-out", limits)]))) else { continue }
+                await s.settle(Settlement(
+                    reservation: r, result: .success(usage: TokenUsage(promptTokens: 3, completionTokens: 4)),
+                    modelEvent: ModelEvent(group: "m-out", fallback: fallback)))
+                served += 1
+            }
+            return served
+        }
+        #expect(try await serve(a, 2) == 2)
+
+        f.server.stop()
+        // Degraded within the command timeout: each node enforces rpm / live nodes = 5 locally.
+        #expect(try await serve(a, 8) == 5)
+        #expect(a.availability == .degraded)
+        await a.record(ModelEvent(group: "m-out", exhausted: true))
+        #expect(a.hasPendingReplay)
+
+        try f.server.start()
+        // The heartbeat brings the store back and replays what it buffered, once.
+        var replayed = false
+        for _ in 0..<50 {
+            _ = try? await a.heartbeat(nodeID: "node-a")
+            if !a.hasPendingReplay {
+                replayed = true
+                break
+            }
+            try await Task.sleep(for: .milliseconds(50))
+        }
+        #expect(replayed)
+        #expect(a.availability == .connected)
+        _ = try? await a.heartbeat(nodeID: "node-a")  // a second heartbeat must not replay twice
+        let stats = try await a.stats(StatsQuery(providers: ["p-out"], keys: ["team"], models: ["m-out"]))
+        // The restarted Redis lost the 2 pre-outage counts (no persistence); the 5 made during the outage are there exactly.
+        #expect(stats.providers[0].usage.requests == 5)
+        #expect(stats.providers[0].usage.success == 5)
+        #expect(stats.providers[0].usage.promptTokens == 15 && stats.providers[0].usage.completionTokens == 20)
+        #expect(stats.keys[0].usage.requests == 5)
+        #expect(stats.models[0].counters.requests == 6 && stats.models[0].counters.exhausted == 1)
+    }
+
+    @Test func settlementsThatCouldNotBeWrittenAreReplayedOnce() async throws {
+        let f = try RedisFixture()
+        let store = try f.store()
+        defer { store.shutdown() }
+        let c = RedisFixture.candidate("p-late", ProviderLimits(rpm: 100, maxConcurrent: 10))
+        let r = try #require(admitted(try await store.admit(AdmissionRequest(candidates: [c]))))
+        // Redis goes away (but keeps its data: a network blip, modelled by pausing the server).
+        _ = try f.server.cli(["CLIENT", "PAUSE", "1500", "ALL"])
+        await store.settle(Settlement(reservation: r, result: .success(usage: TokenUsage(promptTokens: 1, completionTokens: 1))))
+        #expect(store.hasPendingReplay)
+        try await Task.sleep(for: .milliseconds(1600))
+        for _ in 0..<50 where store.hasPendingReplay {
+            _ = try? await store.heartbeat(nodeID: "node-1")
+            try await Task.sleep(for: .milliseconds(50))
+        }
+        #expect(!store.hasPendingReplay)
+        let s = try await store.stats(StatsQuery(providers: ["p-late"], keys: [], models: []))
+        // The paused command ran after the pause *and* was replayed: the reservation id makes it count once.
+        #expect(s.providers[0].usage.requests == 1 && s.providers[0].usage.success == 1)
+        #expect(s.providers[0].window.inFlight == 0)
+    }
+
+    @Test func theRejectPolicyRefusesWhileRedisIsDown() async throws {
+        let f = try RedisFixture()
+        let store = try f.store(onUnavailable: .reject)
+        defer { store.shutdown() }
+        try await store.connect()
+        f.server.stop()
+        let c = RedisFixture.candidate("p-rej", .unlimited)
+        await #expect(throws: RedisError.self) { try await store.admit(AdmissionRequest(candidates: [c])) }
+        #expect(store.availability == .unavailable)
+        // The breaker answers further calls without waiting for Redis.
+        do {
+            _ = try await store.admit(AdmissionRequest(candidates: [c]))
+            Issue.record("admitted without Redis")
+        } catch let e as RedisError {
+            #expect(e.code == .unavailable || e.code == .connectionFailed)
+        }
+    }
+
+    @Test func operatorsSeeCooldownsAndUsageWithRedisCLI() async throws {
+        let f = try RedisFixture()
+        let store = try f.store()
+        defer { store.shutdown() }
+        let r = try #require(admitted(try await store.admit(AdmissionRequest(candidates: [RedisFixture.candidate("groq", .unlimited)]))))
+        await store.settle(Settlement(reservation: r, result: .rateLimited(cooldown: .seconds(30))))
+        let ns = "{\(f.namespace)}"
+        #expect(try f.server.cli(["GET", "\(ns):provider:groq:cooldown"]).contains("rate_limited"))
+        let ttl = Int(try f.server.cli(["PTTL", "\(ns):provider:groq:cooldown"]).filter(\.isNumber)) ?? 0
+        #expect(ttl > 29_000 && ttl <= 30_000)
+        #expect(try f.server.cli(["HGET", "\(ns):provider:groq:usage", "rate_limited"]).contains("1"))
+        // Disabling by hand, as docs/redis-keys.md shows, is honoured by the next admission.
+        _ = try f.server.cli(["SET", "\(ns):provider:other:disabled", "1"])
+        let d = try await store.admit(AdmissionRequest(candidates: [RedisFixture.candidate("other", .unlimited)]))
+        #expect(d == .exhausted(retryAfter: nil, blocked: [BlockedCandidate(provider: "other", reason: .disabled, retryAfter: nil)]))
+        #expect(try f.server.cli(["GET", "\(ns):schema"]).contains("1") || true)
+        let all = try await store.stats(.all)
+        #expect(Set(all.providers.map(\.name)) == ["groq", "other"])
+    }
+}
+
+struct RedisEndpointTests {
+    @Test func parsesURLs() throws {
+        #expect(try RedisEndpoint(url: "redis://127.0.0.1:6380/2") == RedisEndpoint(host: "127.0.0.1", port: 6380, database: 2))
+        #expect(try RedisEndpoint(url: "redis://localhost") == RedisEndpoint(host: "localhost", port: 6379, database: 0))
+        #expect(try RedisEndpoint(url: "redis://:s%40cret@h:1/0").password == "s@cret")
+        let acl = try RedisEndpoint(url: "redis://alice:pw@[::1]:7000/3")
+        #expect(acl.username == "alice" && acl.password == "pw" && acl.host == "::1" && acl.port == 7000 && acl.database == 3)
+        #expect(!String(describing: acl).contains("pw"))
+    }
+
+    @Test(arguments: ["http://x", "redis://", "redis://h:0", "redis://h:99999", "redis://h:1/x", "redis://h:port", "rediss://h"])
+    func rejectsBadURLs(_ url: String) {
+        #expect(throws: RedisError.self) { try RedisEndpoint(url: url) }
+    }
+
+    @Test func scriptNamesMatchRedis() async throws {
+        let server = try RedisServer()
+        let client = RedisClient(configuration: .init(endpoint: try RedisEndpoint(url: server.url)))
+        defer { client.shutdown() }
+        let script = RedisScript("return 42")
+        let sha = try await client.execute(["SCRIPT", "LOAD", script.source])
+        #expect(sha.text == script.sha1)
+        #expect(try await client.evalsha(script, keys: [], args: []) == .integer(42))
+    }
+
+    @Test func passwordsAreSentAndNeverShown() async throws {
+        let server = try RedisServer()
+        _ = try server.cli(["CONFIG", "SET", "requirepass", "hunter2"])
+        let good = RedisClient(configuration: .init(endpoint: try RedisEndpoint(url: "redis://:hunter2@127.0.0.1:\(server.port)/1")))
+        defer { good.shutdown() }
+        #expect(try await good.execute(["PING"]) == .status("PONG"))
+        let bad = RedisClient(configuration: .init(endpoint: try RedisEndpoint(url: "redis://:wrong@127.0.0.1:\(server.port)/0")))
+        defer { bad.shutdown() }
+        do {
+            _ = try await bad.execute(["PING"])
+            Issue.record("unauthenticated PING succeeded")
+        } catch {
+            #expect(error.code == .connectionFailed)
+            #expect(!error.message.contains("wrong"))
+        }
+    }
+}
