@@ -38,6 +38,12 @@ let package = Package(
             name: "MultiplexerTestSupport",
             swiftSettings: swiftSettings
         ),
+        .executableTarget(
+            name: "RedisBench",
+            dependencies: ["MultiplexerCore", "MultiplexerRedis", "MultiplexerTestSupport"],
+            path: "bench/RedisBench",
+            swiftSettings: swiftSettings
+        ),
         .testTarget(
             name: "MultiplexerRedisTests",
             dependencies: ["MultiplexerRedis", "MultiplexerCore", "MultiplexerTestSupport"],

@@ -51,6 +51,8 @@ public final class RedisQuotaStore: QuotaStore {
         public var nodeID: String
         /// Heartbeat and replay period of ``run()``.
         public var heartbeatInterval: Duration
+        /// Tests only: scripts add `{ns}:clock_offset_ms` to Redis's `TIME`, so a test can move time forward.
+        public var virtualClockForTesting: Bool = false
 
         public init(
             endpoint: RedisEndpoint, namespace: String = "mux", connectTimeout: Duration = .milliseconds(200),
@@ -85,6 +87,7 @@ public final class RedisQuotaStore: QuotaStore {
     public let client: RedisClient
     private let prefix: String
     private let schemaKey: String
+    private let scripts: RedisScripts
     private let local = Mutex(Local())
     private let origin = ContinuousClock.now
     /// Distinguishes this process's replay batches from those of an earlier run with the same node id.
@@ -96,6 +99,7 @@ public final class RedisQuotaStore: QuotaStore {
             configuration: .init(endpoint: configuration.endpoint, connectTimeout: configuration.connectTimeout, commandTimeout: configuration.commandTimeout))
         self.prefix = "{\(configuration.namespace)}:"
         self.schemaKey = "{\(configuration.namespace)}:schema"
+        self.scripts = configuration.virtualClockForTesting ? .virtualClock : .production
     }
 
     /// Stops the connection thread.
@@ -168,7 +172,7 @@ public final class RedisQuotaStore: QuotaStore {
         }
         let reply: RedisValue
         do {
-            reply = try await self.client.evalsha(RedisScripts.admit, keys: [self.schemaKey], args: args)
+            reply = try await self.client.evalsha(self.scripts.admit, keys: [self.schemaKey], args: args)
         } catch let e {
             return try self.admitLocally(request, because: e)
         }
@@ -195,7 +199,7 @@ public final class RedisQuotaStore: QuotaStore {
     public func record(_ event: ModelEvent) async {
         do {
             let v = try await self.client.evalsha(
-                RedisScripts.record, keys: [self.schemaKey], args: [self.prefix, event.group, event.fallback ? "1" : "0", event.exhausted ? "1" : "0"])
+                self.scripts.record, keys: [self.schemaKey], args: [self.prefix, event.group, event.fallback ? "1" : "0", event.exhausted ? "1" : "0"])
             if case .error = v { throw RedisError(.serverError, v.errorMessage ?? "") }
         } catch {
             self.local.withLock { l in
@@ -213,7 +217,7 @@ public final class RedisQuotaStore: QuotaStore {
         }
         try Self.check(
             try await self.client.evalsha(
-                RedisScripts.renew, keys: [self.schemaKey],
+                self.scripts.renew, keys: [self.schemaKey],
                 args: [self.prefix, reservation.provider, reservation.id, String(max(1, duration.millisecondsRoundedUp))]))
     }
 
@@ -221,7 +225,7 @@ public final class RedisQuotaStore: QuotaStore {
     public func setCooldown(provider: String, for duration: Duration, reason: CooldownReason) async throws -> Duration {
         let v = try Self.check(
             try await self.client.evalsha(
-                RedisScripts.cooldown, keys: [self.schemaKey],
+                self.scripts.cooldown, keys: [self.schemaKey],
                 args: [self.prefix, provider, String(max(1, duration.millisecondsRoundedUp)), reason.rawValue]))
         let ms = v.int ?? 0
         return ms < 0 ? RetryHint.maximum : .milliseconds(ms)
@@ -240,7 +244,7 @@ public final class RedisQuotaStore: QuotaStore {
     public func heartbeat(nodeID: String) async throws -> Int {
         let v: RedisValue
         do {
-            v = try Self.check(try await self.client.evalsha(RedisScripts.heartbeat, keys: [self.schemaKey], args: [self.prefix, nodeID]))
+            v = try Self.check(try await self.client.evalsha(self.scripts.heartbeat, keys: [self.schemaKey], args: [self.prefix, nodeID]))
         } catch {
             self.local.withLock { $0.degraded = true }
             throw error
@@ -263,7 +267,7 @@ public final class RedisQuotaStore: QuotaStore {
         let providers = q.providers ?? [], keys = q.keys ?? [], models = q.models ?? []
         var args = [self.prefix, String(providers.count)] + providers
         args += [String(keys.count)] + keys + [String(models.count)] + models
-        let v = try Self.check(try await self.client.evalsha(RedisScripts.stats, keys: [self.schemaKey], args: args))
+        let v = try Self.check(try await self.client.evalsha(self.scripts.stats, keys: [self.schemaKey], args: args))
         guard let top = v.array, top.count == 5, let now = top[0].int, let ps = top[1].array, let ks = top[2].array, let ms = top[3].array,
             let ns = top[4].array
         else { throw RedisError(.protocolError, "unexpected stats reply") }
@@ -327,7 +331,7 @@ public final class RedisQuotaStore: QuotaStore {
         args += [String(max(1, s.failureThreshold)), String(max(1, s.failureCooldown.millisecondsRoundedUp))]
         args += UsageCounters.fieldNames.map { String(d[$0]) }
         args += [s.modelEvent?.group ?? "", s.modelEvent?.fallback == true ? "1" : "0", s.modelEvent?.exhausted == true ? "1" : "0"]
-        try Self.check(try await self.client.evalsha(RedisScripts.settle, keys: [self.schemaKey], args: args))
+        try Self.check(try await self.client.evalsha(self.scripts.settle, keys: [self.schemaKey], args: args))
     }
 
     private func discoverNames() async throws -> (providers: [String], keys: [String], models: [String]) {
@@ -512,7 +516,7 @@ public final class RedisQuotaStore: QuotaStore {
         }
         guard let batch else { return }
         do {
-            try Self.check(try await self.client.evalsha(RedisScripts.replay, keys: [self.schemaKey], args: [self.prefix, batch.id] + batch.entries))
+            try Self.check(try await self.client.evalsha(self.scripts.replay, keys: [self.schemaKey], args: [self.prefix, batch.id] + batch.entries))
             self.local.withLock { $0.inflightBatch = nil }
         } catch {
             // Kept in inflightBatch: retried with the same id, so it is applied once.

@@ -6,13 +6,45 @@
 /// `{ns}:clock_offset_ms`. The rules are those of `QuotaState` in MultiplexerCore, line for line.
 /// The schema version is part of each script's text, so scripts of two versions have different SHAs
 /// and replicas of two versions can run side by side during a rolling deploy.
-enum RedisScripts {
+struct RedisScripts: Sendable {
     static let schemaVersion = 1
 
-    static let prelude = """
+    /// The production scripts: time is Redis's `TIME`.
+    static let production = RedisScripts(virtualClock: false)
+    /// For tests only: time is `TIME` plus `{ns}:clock_offset_ms`, so tests can move time forward.
+    static let virtualClock = RedisScripts(virtualClock: true)
+
+    let admit, settle, replay, cooldown, renew, heartbeat, record, stats: RedisScript
+
+    init(virtualClock: Bool) {
+        let clock = virtualClock ? Self.virtualClockFunction : Self.clockFunction
+        func script(_ body: String) -> RedisScript { RedisScript(Self.header + clock + Self.prelude + body) }
+        self.admit = script(Self.admitBody)
+        self.settle = script(Self.settleBody)
+        self.replay = script(Self.replayBody)
+        self.cooldown = script(Self.cooldownBody)
+        self.renew = script(Self.renewBody)
+        self.heartbeat = script(Self.heartbeatBody)
+        self.record = script(Self.recordBody)
+        self.stats = script(Self.statsBody)
+    }
+
+    static let header = """
         -- multiplexer quota schema \(schemaVersion)
         local P = ARGV[1]
         local MIN, DAY = 60000, 86400000
+
+        """
+
+    static let clockFunction = """
+        local function clock()
+          local t = redis.call('TIME')
+          return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+        end
+
+        """
+
+    static let virtualClockFunction = """
         local function clock()
           local t = redis.call('TIME')
           local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
@@ -20,6 +52,10 @@ enum RedisScripts {
           if off then now = now + tonumber(off) end
           return now
         end
+
+        """
+
+    static let prelude = """
         local function chunked(cmd, key, items)
           local out = {}
           for i = 1, #items, 500 do
@@ -108,8 +144,7 @@ enum RedisScripts {
     /// Admission. ARGV: prefix, key name ('' none), key rpm, key tpm, tier wait ms (-1 none), n, then n ×
     /// (provider, tier 0|1, rpm, rpd, tpm, tpd, max concurrent, tokens, lease ms); -1 = no limit.
     /// Returns {1, id, index} | {2, wait ms} | {3, retry ms | -1, (provider, reason, retry ms | -1)…} | {4, retry ms | -1}.
-    static let admit = RedisScript(
-        prelude + """
+    static let admitBody = """
             local now = clock()
             local keyName = ARGV[2]
             local keyRpm, keyTpm = tonumber(ARGV[3]), tonumber(ARGV[4])
@@ -180,7 +215,6 @@ enum RedisScripts {
                 if tpm >= 0 then tok_add(pp .. 'tpm', MIN, id, tokens, now) end
                 if tpd >= 0 then tok_add(pp .. 'tpd', DAY, id, tokens, now) end
                 redis.call('ZADD', ik, now + lease, id)
-                if redis.call('PTTL', ik) < lease + MIN then redis.call('PEXPIRE', ik, lease + MIN) end
                 if keyName ~= '' then
                   if keyRpm >= 0 then req_add(KP .. 'rpm', MIN, id, now) end
                   if keyTpm >= 0 then tok_add(KP .. 'tpm', MIN, id, tokens, now) end
@@ -204,15 +238,14 @@ enum RedisScripts {
             local out = {3, ra}
             for _, v in ipairs(blocked) do out[#out + 1] = v end
             return out
-            """)
+            """
 
     /// Settlement. ARGV: prefix, id, provider, key ('' none), tier, charged tokens, result, cooldown ms,
     /// failure threshold, failure cooldown ms, 7 usage deltas (requests … fallback_served), model ('' none),
     /// model fallback 0|1, model exhausted 0|1. Idempotent per reservation id for 15 minutes
     /// (`{ns}:settled`), so a settlement whose reply was lost can be replayed safely. Returns 1, or 0 if
     /// it had been applied already.
-    static let settle = RedisScript(
-        prelude + """
+    static let settleBody = """
             local now = clock()
             local id = ARGV[2]
             local settled = P .. 'settled'
@@ -255,61 +288,53 @@ enum RedisScripts {
               if ARGV[20] == '1' then redis.call('HINCRBY', mk, 'exhausted', 1) end
             end
             return 1
-            """)
+            """
 
     /// Counter replay after an outage. ARGV: prefix, batch id, then (hash key suffix, field, delta)…
     /// Applied once per batch id (a lost reply can be retried with the same id). Returns 1 or 0.
-    static let replay = RedisScript(
-        prelude + """
+    static let replayBody = """
             if not redis.call('SET', P .. 'replayed:' .. ARGV[2], 1, 'NX', 'PX', DAY) then return 0 end
             for i = 3, #ARGV, 3 do
               redis.call('HINCRBY', P .. ARGV[i], ARGV[i + 1], tonumber(ARGV[i + 2]))
             end
             return 1
-            """)
+            """
 
     /// Extend-only cooldown. ARGV: prefix, provider, ms, reason. Returns the remaining ms (-1: no expiry).
-    static let cooldown = RedisScript(
-        prelude + """
+    static let cooldownBody = """
             return extend(P .. 'provider:' .. ARGV[2] .. ':', tonumber(ARGV[3]), ARGV[4])
-            """)
+            """
 
     /// Lease renewal. ARGV: prefix, provider, id, lease ms. Returns 1 if the reservation was still live.
-    static let renew = RedisScript(
-        prelude + """
+    static let renewBody = """
             local now = clock()
             local ik = P .. 'provider:' .. ARGV[2] .. ':inflight'
             local lease = tonumber(ARGV[4])
-            local changed = redis.call('ZADD', ik, 'XX', 'CH', now + lease, ARGV[3])
-            if redis.call('PTTL', ik) < lease + MIN then redis.call('PEXPIRE', ik, lease + MIN) end
-            return changed
-            """)
+            return redis.call('ZADD', ik, 'XX', 'CH', now + lease, ARGV[3])
+            """
 
     /// Heartbeat. ARGV: prefix, node id. Returns the number of live nodes (seen within 10 s).
-    static let heartbeat = RedisScript(
-        prelude + """
+    static let heartbeatBody = """
             local now = clock()
             local k = P .. 'nodes'
             redis.call('ZADD', k, now, ARGV[2])
             redis.call('ZREMRANGEBYSCORE', k, '-inf', now - 10000)
             return redis.call('ZCARD', k)
-            """)
+            """
 
     /// A model-group event with no settlement. ARGV: prefix, model, fallback 0|1, exhausted 0|1.
-    static let record = RedisScript(
-        prelude + """
+    static let recordBody = """
             local mk = P .. 'model:' .. ARGV[2] .. ':usage'
             redis.call('HINCRBY', mk, 'requests', 1)
             if ARGV[3] == '1' then redis.call('HINCRBY', mk, 'fallbacks', 1) end
             if ARGV[4] == '1' then redis.call('HINCRBY', mk, 'exhausted', 1) end
             return 1
-            """)
+            """
 
     /// A snapshot. ARGV: prefix, np, providers…, nk, keys…, nm, models…
     /// Returns {now, providers: {{usage hgetall, rpm, rpd, tpm, tpd, inflight, cooldown ms, reason, disabled, failures}…},
     /// keys: {{usage hgetall, rpm, tpm}…}, models: {hgetall…}, nodes: zrange withscores}.
-    static let stats = RedisScript(
-        prelude + """
+    static let statsBody = """
             local now = clock()
             local i = 2
             local np = tonumber(ARGV[i]); i = i + 1
@@ -342,7 +367,6 @@ enum RedisScripts {
             end
             redis.call('ZREMRANGEBYSCORE', P .. 'nodes', '-inf', now - 10000)
             return {now, providers, keys, models, redis.call('ZRANGE', P .. 'nodes', 0, -1, 'WITHSCORES')}
-            """)
+            """
 
-    static let all = [admit, settle, replay, cooldown, renew, heartbeat, record, stats]
 }

@@ -76,9 +76,11 @@ struct RedisHarness: StoreHarness {
     init(server: RedisServer? = nil, namespace: String? = nil, onUnavailable: RedisQuotaStore.UnavailablePolicy = .local, commandTimeout: Duration = .milliseconds(500)) async throws {
         self.server = try server ?? sharedRedisServer.get()
         self.namespace = namespace ?? "t\(UInt32.random(in: 0...UInt32.max))"
-        self.redisStore = RedisQuotaStore(configuration: .init(
+        var config = RedisQuotaStore.Configuration(
             endpoint: try RedisEndpoint(url: self.server.url), namespace: self.namespace, connectTimeout: .seconds(1), commandTimeout: commandTimeout,
-            onUnavailable: onUnavailable, nodeID: "test-node"))
+            onUnavailable: onUnavailable, nodeID: "test-node")
+        config.virtualClockForTesting = true
+        self.redisStore = RedisQuotaStore(configuration: config)
         try await self.redisStore.connect()
     }
 
