@@ -14,6 +14,10 @@ let package = Package(
     products: [
         .library(name: "MultiplexerCore", targets: ["MultiplexerCore"]),
         .library(name: "MultiplexerRedis", targets: ["MultiplexerRedis"]),
+        .library(name: "MultiplexerGateway", targets: ["MultiplexerGateway"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/jpsim/Yams.git", from: "6.2.2"),
     ],
     targets: [
         .target(
@@ -31,6 +35,19 @@ let package = Package(
         .target(
             name: "MultiplexerRedis",
             dependencies: ["MultiplexerCore", "CHiredis"],
+            swiftSettings: swiftSettings
+        ),
+        .target(
+            name: "MultiplexerGateway",
+            dependencies: [
+                "MultiplexerCore", "MultiplexerRedis",
+                .product(name: "Yams", package: "Yams"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+        .testTarget(
+            name: "MultiplexerGatewayTests",
+            dependencies: ["MultiplexerGateway", "MultiplexerCore", "MultiplexerRedis", "MultiplexerTestSupport"],
             swiftSettings: swiftSettings
         ),
         // Real processes (redis-server, nginx, gateways) for tests, benchmarks and the local fleet.

@@ -1,0 +1,235 @@
+import MultiplexerCore
+import MultiplexerGateway
+import Testing
+
+struct ConfigurationTests {
+    /// The example of ARCHITECTURE §4, verbatim but for the comment lines.
+    static let example = """
+        server:
+          host: 0.0.0.0
+          port: 8080
+          node_id: ${HOSTNAME}
+          max_body_bytes: 10485760
+
+        redis:
+          url: redis://127.0.0.1:6379/0
+          namespace: mux
+          timeout_ms: 50
+          on_unavailable: local
+
+        providers:
+          - name: groq-llama70b
+            base_url: https://api.groq.com/openai/v1
+            api_key: ${GROQ_API_KEY}
+            model: llama-3.3-70b-versatile
+            limits:
+              rpm: 30
+              rpd: 14400
+              tpm: 6000
+              tpd: 500000
+              max_concurrent: 10
+            cooldown_seconds: 60
+            failure_threshold: 3
+            failure_cooldown_seconds: 15
+            default_max_tokens: 1024
+            context_window: 131072
+            connect_timeout_seconds: 5
+            timeout_seconds: 120
+            ttft_timeout_seconds: 15
+            stream_idle_timeout_seconds: 30
+            supports_prefill: true
+            headers: { X-Extra: value }
+          - name: together-llama70b
+            base_url: https://api.together.xyz/v1
+            api_key: ${TOGETHER_API_KEY:-none}
+            model: meta-llama/Llama-3.3-70B-Instruct-Turbo
+          - name: openrouter-llama70b
+            base_url: https://openrouter.ai/api/v1/
+            model: meta-llama/llama-3.3-70b-instruct
+
+        models:
+          - name: llama-70b
+            aliases: [gpt-4o-mini]
+            primary:
+              - { provider: groq-llama70b, weight: 5 }
+              - { provider: together-llama70b, weight: 3 }
+            fallback:
+              - { provider: openrouter-llama70b, weight: 1 }
+            max_attempts: 4
+            retries_per_provider: 1
+            tier_wait_ms: 3000
+            queue_timeout_ms: 0
+
+        default_model: llama-70b
+
+        keys:
+          - name: team-a
+            key: ${TEAM_A_KEY}
+            limits: { rpm: 600, tpm: 200000 }
+            models: [llama-70b]
+          - name: team-b
+            key_sha256: 9F86D081884C7D659A2FEAA0C55AD015A3BF4F1B2B0B822CD15D6C15B0F00A08
+
+        admin_key: ${MULTIPLEXER_ADMIN_KEY}
+        """
+
+    static let env = ["HOSTNAME": "gw-1", "GROQ_API_KEY": "gsk-secret-1", "TEAM_A_KEY": "team-a-secret", "MULTIPLEXER_ADMIN_KEY": "admin-secret-123"]
+
+    @Test func theArchitectureExampleLoads() throws {
+        let c = try ConfigurationLoader.parse(yaml: Self.example, environment: Self.env)
+        #expect(c.server.host == "0.0.0.0" && c.server.port == 8080 && c.server.nodeID == "gw-1" && c.server.maxBodyBytes == 10_485_760)
+        #expect(c.redis == {
+            var r = GatewayConfiguration.Redis(topology: .standalone(url: "redis://127.0.0.1:6379/0"))
+            r.timeoutMs = 50
+            return r
+        }())
+        #expect(c.providers.count == 3)
+        let groq = c.providers[0]
+        #expect(groq.apiKey == "gsk-secret-1" && groq.model == "llama-3.3-70b-versatile")
+        #expect(groq.limits == ProviderLimits(rpm: 30, rpd: 14400, tpm: 6000, tpd: 500_000, maxConcurrent: 10))
+        #expect(groq.cooldown == .seconds(60) && groq.failureCooldown == .seconds(15) && groq.contextWindow == 131_072)
+        #expect(groq.timeToFirstTokenTimeout == .seconds(15) && groq.headers == ["X-Extra": "value"])
+        #expect(c.providers[1].apiKey == "none", "default from ${VAR:-default}")
+        #expect(c.providers[2].baseURL == "https://openrouter.ai/api/v1", "trailing slash dropped")
+        let g = c.models[0]
+        #expect(g.aliases == ["gpt-4o-mini"] && g.primary.map(\.weight) == [5, 3] && g.fallback.map(\.provider) == ["openrouter-llama70b"])
+        #expect(g.tierWait == .milliseconds(3000) && g.queueTimeout == .zero)
+        #expect(c.keys[0].secret == .plain("team-a-secret") && c.keys[0].limits == KeyLimits(rpm: 600, tpm: 200_000) && c.keys[0].models == ["llama-70b"])
+        #expect(c.keys[1].secret == .sha256("9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08"))
+        #expect(c.adminKey == "admin-secret-123")
+        let table = try c.routingTable()
+        #expect(table.group(forModel: "gpt-4o-mini")?.name == "llama-70b")
+        #expect(table.group(forModel: "placeholder")?.name == "llama-70b")
+        #expect(!c.description.contains("secret"))
+    }
+
+    @Test func aMinimalFileNeedsOnlyProvidersAndModels() throws {
+        let c = try ConfigurationLoader.parse(yaml: """
+            providers:
+              - { name: a, base_url: "http://127.0.0.1:9000/v1", model: m }
+            models:
+              - { name: m, primary: [{ provider: a }] }
+            """, environment: [:])
+        #expect(c.redis == nil && c.keys.isEmpty && c.adminKey == nil && c.server.port == 8080)
+        #expect(c.models[0].primary == [WeightedProvider(provider: "a", weight: 1)])
+    }
+
+    @Test func everyProblemIsReportedWithItsPathAndLine() {
+        let yaml = """
+            server:
+              port: 99999
+              colour: blue
+            redis:
+              url: http://nope
+              on_unavailable: maybe
+            providers:
+              - name: Bad_Name
+                base_url: ftp://x
+                model: m
+                limits: { rpm: 0, tpm: lots }
+              - name: ok
+                base_url: http://127.0.0.1:1/v1
+                model: m
+                api_key: ${MISSING_VAR}
+                timeout_seconds: -1
+              - name: ok
+                base_url: http://127.0.0.1:2/v1
+            models:
+              - name: g
+                primary:
+                  - { provider: ghost, weight: 1 }
+                  - { provider: ok, weight: 0 }
+                fallback:
+                  - { provider: ok, weight: 2 }
+              - name: g
+                primary: []
+            default_model: nothing
+            keys:
+              - name: k
+                key: short
+                models: [unknown-model]
+            """
+        #expect {
+            try ConfigurationLoader.parse(yaml: yaml, environment: [:])
+        } throws: { error in
+            guard let e = error as? ConfigurationError else { return false }
+            let lines = e.problems.map(\.description)
+            let expected: [(Int, String)] = [
+                (2, "server.port: must be between 0 and 65535"),
+                (3, "server.colour: unknown key"),
+                (5, "redis.url: not a valid redis URL"),
+                (6, "redis.on_unavailable: must be 'local' or 'reject'"),
+                (8, "providers[0].name: 'Bad_Name' must match"),
+                (9, "providers[0].base_url: must be an http:// or https:// URL"),
+                (11, "providers[0].limits.rpm: must be between 1"),
+                (11, "providers[0].limits.tpm: must be an integer"),
+                (15, "providers[1].api_key: environment variable MISSING_VAR is not set"),
+                (16, "providers[1].timeout_seconds: must be a number of seconds"),
+                (17, "providers[2].model: missing required key"),
+                (22, "models[0].primary[0].provider: unknown provider 'ghost'"),
+                (23, "models[0].primary[1].weight: must be a positive integer"),
+                (25, "models[0].fallback: provider 'ok' is in both tiers"),
+                (26, "model name or alias 'g' is used twice"),
+                (27, "models[1].primary: needs at least one provider"),
+                (28, "default_model: 'nothing' is not a model group or alias"),
+                (31, "keys[0].key: must be at least 8 characters"),
+                (32, "keys[0].models[0]: unknown model 'unknown-model'"),
+            ]
+            for (line, text) in expected where !lines.contains(where: { $0.hasPrefix("line \(line): ") && $0.contains(text) }) {
+                Issue.record("missing problem at line \(line): \(text)\nall:\n\(lines.joined(separator: "\n"))")
+            }
+            return true
+        }
+    }
+
+    @Test func yamlSyntaxErrorsNameTheLine() {
+        #expect {
+            try ConfigurationLoader.parse(yaml: "providers:\n  - name: a\n   bad: [\n", environment: [:])
+        } throws: { error in
+            let p = (error as? ConfigurationError)?.problems.first
+            return p?.line != nil && p!.message.contains("not valid YAML")
+        }
+    }
+
+    @Test func missingSectionsAndWrongShapesAreErrors() {
+        #expect {
+            try ConfigurationLoader.parse(yaml: "server: [1, 2]\nkeys: {}\n", environment: [:])
+        } throws: { error in
+            let d = String(describing: error)
+            return d.contains("server: must be a mapping") && d.contains("providers: missing required key") && d.contains("models: missing required key")
+                && d.contains("keys: must be a list")
+        }
+        #expect(throws: ConfigurationError.self) { try ConfigurationLoader.parse(yaml: "", environment: [:]) }
+    }
+
+    @Test func environmentSubstitution() throws {
+        let c = try ConfigurationLoader.parse(yaml: """
+            server: { host: "${H:-127.0.0.1}", port: "${P}" }
+            providers:
+              - { name: a, base_url: "http://${HOST}:9000/v1", model: "$${literal}", api_key: "${EMPTY:-fallback}" }
+            models:
+              - { name: m, primary: [{ provider: a }] }
+            """, environment: ["P": "9090", "HOST": "127.0.0.1", "EMPTY": ""])
+        #expect(c.server.host == "127.0.0.1" && c.server.port == 9090)
+        #expect(c.providers[0].baseURL == "http://127.0.0.1:9000/v1")
+        #expect(c.providers[0].model == "${literal}")
+        #expect(c.providers[0].apiKey == "fallback")
+    }
+
+    @Test func redisTopologies() throws {
+        let base = "providers: [{ name: a, base_url: 'http://127.0.0.1:1', model: m }]\nmodels: [{ name: m, primary: [{ provider: a }] }]\n"
+        let s = try ConfigurationLoader.parse(yaml: base + "redis: { sentinels: ['127.0.0.1:26379', 'h:26380'], master_name: mymaster }", environment: [:])
+        #expect(s.redis?.topology == .sentinel(sentinels: ["127.0.0.1:26379", "h:26380"], masterName: "mymaster"))
+        let c = try ConfigurationLoader.parse(yaml: base + "redis: { cluster: ['127.0.0.1:7000'], namespace: eu-1 }", environment: [:])
+        #expect(c.redis?.topology == .cluster(seeds: ["127.0.0.1:7000"]) && c.redis?.namespace == "eu-1")
+        #expect(throws: ConfigurationError.self) {
+            try ConfigurationLoader.parse(yaml: base + "redis: { url: 'redis://h', cluster: ['h:1'] }", environment: [:])
+        }
+        #expect(throws: ConfigurationError.self) {
+            try ConfigurationLoader.parse(yaml: base + "redis: { sentinels: ['h'] }", environment: [:])
+        }
+        #expect(throws: ConfigurationError.self) {
+            try ConfigurationLoader.parse(yaml: base + "redis: { url: 'redis://h', namespace: '{x}' }", environment: [:])
+        }
+    }
+}
