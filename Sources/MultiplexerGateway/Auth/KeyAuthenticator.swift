@@ -1,0 +1,58 @@
+import MultiplexerCore
+
+/// Matches a presented client key (`Authorization: Bearer …` or `api-key: …`) against the configured keys.
+///
+/// Keys are kept only as SHA-256 digests; a lookup hashes the presented key and compares digests in
+/// constant time, so neither plain keys nor timing reveal anything.
+struct KeyAuthenticator: Sendable {
+    private let byDigest: [String: GatewayConfiguration.Key]
+
+    init(keys: [GatewayConfiguration.Key]) {
+        var map: [String: GatewayConfiguration.Key] = [:]
+        for k in keys {
+            switch k.secret {
+            case .plain(let s): map[SHA256.hex(Array(s.utf8))] = k
+            case .sha256(let h): map[h] = k
+            }
+        }
+        self.byDigest = map
+    }
+
+    /// Whether any key is configured (otherwise anonymous use is allowed).
+    var isEnabled: Bool { !self.byDigest.isEmpty }
+
+    /// The key matching `presented`, if any.
+    func authenticate(_ presented: String) -> GatewayConfiguration.Key? {
+        let digest = SHA256.hex(Array(presented.utf8))
+        var found: GatewayConfiguration.Key?
+        for (d, k) in self.byDigest where Self.constantTimeEquals(d, digest) { found = k }
+        return found
+    }
+
+    /// Extracts the key from `Authorization: Bearer <key>` or `api-key: <key>`.
+    static func presentedKey(authorization: String?, apiKey: String?) -> String? {
+        if let a = authorization {
+            let t = a.trimmingBlanks()
+            if t.count > 7, t.prefix(7).lowercased() == "bearer " { return String(t.dropFirst(7).trimmingBlanks()) }
+        }
+        if let k = apiKey?.trimmingBlanks(), !k.isEmpty { return String(k) }
+        return nil
+    }
+
+    static func constantTimeEquals(_ a: String, _ b: String) -> Bool {
+        let x = Array(a.utf8), y = Array(b.utf8)
+        guard x.count == y.count else { return false }
+        var diff: UInt8 = 0
+        for i in 0..<x.count { diff |= x[i] ^ y[i] }
+        return diff == 0
+    }
+}
+
+extension StringProtocol {
+    func trimmingBlanks() -> SubSequence {
+        var s = self[...]
+        while let f = s.first, f == " " || f == "\t" { s = s.dropFirst() }
+        while let l = s.last, l == " " || l == "\t" { s = s.dropLast() }
+        return s
+    }
+}

@@ -1,0 +1,42 @@
+import Foundation
+import MultiplexerCore
+import Testing
+
+struct JSONParserTests {
+    static func parse(_ s: String) throws -> JSONParser.Document { try JSONParser.parse(Array(s.utf8)) }
+
+    @Test func parsesEveryKindOfValue() throws {
+        let d = try Self.parse(#" { "a" : [1, -2.5e3, "x\ny\u00e9\ud83d\ude00", true, false, null, {}], "b": {"c": []} } "#)
+        #expect(d.value["a"]?.arrayValue?.count == 7)
+        #expect(d.value["a"]?.arrayValue?[1] == .number(-2500))
+        #expect(d.value["a"]?.arrayValue?[2] == .string("x\nyé😀"))
+        #expect(d.members.map(\.key) == ["a", "b"])
+    }
+
+    @Test func recordsTopLevelMemberRanges() throws {
+        let text = #"{"model":"gpt-4o","messages":[{"role":"user","content":"hi"}],"stream":true}"#
+        let d = try Self.parse(text)
+        let bytes = Array(text.utf8)
+        let m = try #require(d.member("model"))
+        #expect(String(decoding: bytes[m.valueRange], as: UTF8.self) == "\"gpt-4o\"")
+        let s = try #require(d.member("stream"))
+        #expect(String(decoding: bytes[s.valueRange], as: UTF8.self) == "true")
+    }
+
+    @Test(arguments: [
+        "", "{", "{\"a\":}", "{\"a\" 1}", "[1,]", "{\"a\":1,}", "01", "1.", "-", "tru", "\"\\x\"", "\"a", "{\"a\":1} x", "\"\u{01}\"",
+        "\"\\ud800\"", "[" + String(repeating: "[", count: 200) + String(repeating: "]", count: 201),
+    ])
+    func rejectsInvalidJSON(_ text: String) {
+        #expect(throws: JSONParser.SyntaxError.self) { try Self.parse(text) }
+    }
+
+    @Test func agreesWithFoundationOnRandomDocuments() throws {
+        // Round trip: our writer's output parses back to the same value, and Foundation accepts it.
+        let doc = try Self.parse(#"{"s":"q\"uote\\ and \t tab","n":[0,1,-1,3.25,1e-7],"o":{"k":null}}"#)
+        let text = doc.value.jsonText
+        let again = try Self.parse(text)
+        #expect(again.value == doc.value)
+        #expect((try? JSONSerialization.jsonObject(with: Data(text.utf8))) != nil)
+    }
+}
