@@ -297,6 +297,22 @@ struct CurlClientTests {
     }
 
     @Test
+    func cancellingACallQueuedBeforeRunReturnsAtOnce() async throws {
+        let client = try CurlClient()
+        let (error, elapsed) = await withTaskGroup(of: (UpstreamError?, Duration).self) { group in
+            group.addTask {
+                await failure { () async throws(UpstreamError) in try await client.execute(UpstreamHTTPRequest(url: "http://127.0.0.1:9/")) }
+            }
+            try? await Task.sleep(for: .milliseconds(50))
+            group.cancelAll()
+            return await group.next()!
+        }
+        client.shutdown()
+        #expect(error?.kind == .cancelled)
+        #expect(elapsed < .milliseconds(500))
+    }
+
+    @Test
     func invalidHeaderIsRejected() async throws {
         let (error, _) = try await withTestClient { client in
             await failure { () async throws(UpstreamError) in

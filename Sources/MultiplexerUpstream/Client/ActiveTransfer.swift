@@ -38,6 +38,7 @@ final class ActiveTransfer {
         self.submittedAt = spec.submittedAt
         self.lastActivity = spec.submittedAt
         self.maxResponseBytes = maxResponseBytes
+        self.leavesHandleReusable = spec.request.method == "POST"
         switch spec.delivery {
         case .buffered(let continuation):
             self.bufferedContinuation = continuation
@@ -54,44 +55,51 @@ final class ActiveTransfer {
 
     // MARK: - Setup
 
-    /// Sets every option of the (freshly reset) easy handle for `spec`.
-    func configure(_ spec: TransferSpec, http2: Bool) throws(UpstreamError) {
+    /// Whether the easy handle may skip `curl_easy_reset` before its next transfer: a plain `POST` that
+    /// completed leaves exactly the options the next `POST` sets again or keeps.
+    let leavesHandleReusable: Bool
+
+    /// Sets the options of the easy handle for `spec`. A handle fresh from `curl_easy_reset` (`fresh`) first
+    /// gets the options every transfer shares; a handle reused right after a `POST` keeps them.
+    func configure(_ spec: TransferSpec, fresh: Bool, http2: Bool) throws(UpstreamError) {
         let easy = self.easy
         let request = spec.request
-        try easy.set(CURLOPT_URL, request.url, call: "CURLOPT_URL")
-        try easy.set(CURLOPT_PROTOCOLS_STR, "http,https", call: "CURLOPT_PROTOCOLS_STR")
-        try easy.set(CURLOPT_NOSIGNAL, 1, call: "CURLOPT_NOSIGNAL")
-        try easy.set(CURLOPT_TCP_NODELAY, 1, call: "CURLOPT_TCP_NODELAY")
-        try easy.set(CURLOPT_TCP_KEEPALIVE, 1, call: "CURLOPT_TCP_KEEPALIVE")
-        if http2 {
-            // Best effort: HTTP/2 over TLS via ALPN, HTTP/1.1 otherwise; a libcurl without nghttp2 refuses
-            // the option and keeps HTTP/1.1, which is fine.
-            try? easy.set(CURLOPT_HTTP_VERSION, Int(CURL_HTTP_VERSION_2TLS), call: "CURLOPT_HTTP_VERSION")
-            try easy.set(CURLOPT_PIPEWAIT, 1, call: "CURLOPT_PIPEWAIT")
-        } else {
-            try easy.set(CURLOPT_HTTP_VERSION, Int(CURL_HTTP_VERSION_1_1), call: "CURLOPT_HTTP_VERSION")
+        if fresh {
+            try easy.set(CURLOPT_PROTOCOLS_STR, "http,https", call: "CURLOPT_PROTOCOLS_STR")
+            try easy.set(CURLOPT_NOSIGNAL, 1, call: "CURLOPT_NOSIGNAL")
+            try easy.set(CURLOPT_TCP_NODELAY, 1, call: "CURLOPT_TCP_NODELAY")
+            try easy.set(CURLOPT_TCP_KEEPALIVE, 1, call: "CURLOPT_TCP_KEEPALIVE")
+            if http2 {
+                // Best effort: HTTP/2 over TLS via ALPN, HTTP/1.1 otherwise; a libcurl without nghttp2 refuses
+                // the option and keeps HTTP/1.1, which is fine.
+                try? easy.set(CURLOPT_HTTP_VERSION, Int(CURL_HTTP_VERSION_2TLS), call: "CURLOPT_HTTP_VERSION")
+                try easy.set(CURLOPT_PIPEWAIT, 1, call: "CURLOPT_PIPEWAIT")
+            } else {
+                try easy.set(CURLOPT_HTTP_VERSION, Int(CURL_HTTP_VERSION_1_1), call: "CURLOPT_HTTP_VERSION")
+            }
+            try easy.set(
+                CURLOPT_HEADERFUNCTION,
+                callback: { buffer, size, count, userdata in
+                    let length = size * count
+                    guard let userdata else { return 0 }
+                    let transfer = Unmanaged<ActiveTransfer>.fromOpaque(userdata).takeUnretainedValue()
+                    transfer.receiveHeaderLine(UnsafeRawBufferPointer(start: buffer, count: length))
+                    return length
+                }, call: "CURLOPT_HEADERFUNCTION")
+            try easy.set(
+                CURLOPT_WRITEFUNCTION,
+                callback: { buffer, size, count, userdata in
+                    guard let userdata else { return 0 }
+                    let transfer = Unmanaged<ActiveTransfer>.fromOpaque(userdata).takeUnretainedValue()
+                    return transfer.receiveBody(UnsafeRawBufferPointer(start: buffer, count: size * count))
+                }, call: "CURLOPT_WRITEFUNCTION")
         }
+        easy.clearErrorMessage()
+        try easy.set(CURLOPT_URL, request.url, call: "CURLOPT_URL")
         try easy.set(CURLOPT_CONNECTTIMEOUT_MS, max(1, request.timeouts.connect.wholeMilliseconds), call: "CURLOPT_CONNECTTIMEOUT_MS")
-
         let context = Unmanaged.passUnretained(self).toOpaque()
         try easy.set(CURLOPT_HEADERDATA, pointer: context, call: "CURLOPT_HEADERDATA")
-        try easy.set(
-            CURLOPT_HEADERFUNCTION,
-            callback: { buffer, size, count, userdata in
-                let length = size * count
-                guard let userdata else { return 0 }
-                let transfer = Unmanaged<ActiveTransfer>.fromOpaque(userdata).takeUnretainedValue()
-                transfer.receiveHeaderLine(UnsafeRawBufferPointer(start: buffer, count: length))
-                return length
-            }, call: "CURLOPT_HEADERFUNCTION")
         try easy.set(CURLOPT_WRITEDATA, pointer: context, call: "CURLOPT_WRITEDATA")
-        try easy.set(
-            CURLOPT_WRITEFUNCTION,
-            callback: { buffer, size, count, userdata in
-                guard let userdata else { return 0 }
-                let transfer = Unmanaged<ActiveTransfer>.fromOpaque(userdata).takeUnretainedValue()
-                return transfer.receiveBody(UnsafeRawBufferPointer(start: buffer, count: size * count))
-            }, call: "CURLOPT_WRITEFUNCTION")
 
         var list: UnsafeMutablePointer<curl_slist>?
         for line in spec.headerLines {
@@ -157,12 +165,30 @@ final class ActiveTransfer {
             return
         }
         guard let colon = line.firstIndex(of: UInt8(ascii: ":")) else { return }
-        let name = String(decoding: line[..<colon], as: UTF8.self)
-        let value = String(decoding: line[(colon + 1)...], as: UTF8.self).trimmingHTTPWhitespace()
-        self.headers.add(name: name, value: value)
-        if self.storage == nil, name.utf8.count == 14, name.lowercased() == "content-length", let length = Int(value), length > 0 {
+        var valueStart = colon + 1
+        var valueEnd = line.endIndex
+        while valueStart < valueEnd, line[valueStart] == 32 || line[valueStart] == 9 { valueStart += 1 }
+        while valueEnd > valueStart, line[valueEnd - 1] == 32 || line[valueEnd - 1] == 9 { valueEnd -= 1 }
+        let nameBytes = line[..<colon]
+        let valueBytes = line[valueStart..<valueEnd]
+        self.headers.add(name: String(decoding: nameBytes, as: UTF8.self), value: String(decoding: valueBytes, as: UTF8.self))
+        if self.storage == nil, nameBytes.count == 14, Self.isContentLength(nameBytes), let length = Self.parseLength(valueBytes), length > 0 {
             self.body.reserveCapacity(min(length, self.maxResponseBytes))
         }
+    }
+
+    private static func isContentLength(_ name: Slice<UnsafeRawBufferPointer>) -> Bool {
+        zip(name, "content-length".utf8).allSatisfy { pair in (pair.0 | 0x20) == pair.1 }
+    }
+
+    private static func parseLength(_ digits: Slice<UnsafeRawBufferPointer>) -> Int? {
+        guard !digits.isEmpty, digits.count <= 18 else { return nil }
+        var value = 0
+        for byte in digits {
+            guard byte >= 48 && byte <= 57 else { return nil }
+            value = value * 10 + Int(byte - 48)
+        }
+        return value
     }
 
     private func headersDidComplete() {

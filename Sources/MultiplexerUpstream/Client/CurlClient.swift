@@ -128,6 +128,8 @@ public final class CurlClient: Sendable {
                 return .failQueued(queued)
             case .running:
                 state.phase = .stopping
+                // Always wake: the loop may be anywhere in its iteration; a spare wakeup only makes one
+                // poll return early.
                 return .wakeLoop
             case .stopping, .stopped:
                 return .none
@@ -218,7 +220,8 @@ public final class CurlClient: Sendable {
     // MARK: - Loop interface
 
     /// Queues a command for the loop thread. Returns `false` (and queues nothing) once the client is
-    /// stopping; `wake` tells the caller to call ``MultiHandle/wakeup()`` (after releasing any lock).
+    /// stopping; `wake` tells the caller to call ``MultiHandle/wakeup()`` (after releasing any lock): only
+    /// when the loop sleeps in `curl_multi_poll` and nobody woke it yet, so a busy loop costs no syscall.
     func enqueue(_ command: LoopCommand) -> (accepted: Bool, wake: Bool) {
         self.state.withLock { state in
             switch state.phase {
@@ -226,9 +229,30 @@ public final class CurlClient: Sendable {
                 return (false, false)
             case .idle, .running:
                 state.commands.append(command)
-                if state.wakeupPending { return (true, false) }
+                guard state.loopSleeps && !state.wakeupPending else { return (true, false) }
                 state.wakeupPending = true
                 return (true, true)
+            }
+        }
+    }
+
+    /// Cancels transfer `id`: if its submission is still queued it is taken back and returned (the caller
+    /// fails it, no transfer starts); otherwise a cancel command is queued (`wake` as in ``enqueue(_:)``).
+    func cancel(_ id: TransferID) -> (unsubmitted: TransferSpec?, wake: Bool) {
+        self.state.withLock { state in
+            if let index = state.commands.firstIndex(where: { if case .submit(let spec) = $0 { spec.id == id } else { false } }),
+                case .submit(let spec) = state.commands.remove(at: index)
+            {
+                return (spec, false)
+            }
+            switch state.phase {
+            case .stopping, .stopped:
+                return (nil, false)
+            case .idle, .running:
+                state.commands.append(.cancel(id))
+                guard state.loopSleeps && !state.wakeupPending else { return (nil, false) }
+                state.wakeupPending = true
+                return (nil, true)
             }
         }
     }
@@ -243,6 +267,7 @@ public final class CurlClient: Sendable {
     /// is reused) and tells whether the loop must stop.
     func takeCommands(into buffer: inout [LoopCommand]) -> Bool {
         self.state.withLock { state in
+            state.loopSleeps = false
             state.wakeupPending = false
             swap(&state.commands, &buffer)
             if state.phase == .stopping {
@@ -250,6 +275,16 @@ public final class CurlClient: Sendable {
                 return true
             }
             return false
+        }
+    }
+
+    /// Called by the loop thread before `curl_multi_poll`: returns `false` when commands (or a stop) are
+    /// already waiting, so the loop must not sleep; else marks the loop asleep, and callers will wake it.
+    func loopWillSleep() -> Bool {
+        self.state.withLock { state in
+            guard state.commands.isEmpty && state.phase != .stopping else { return false }
+            state.loopSleeps = true
+            return true
         }
     }
 }
@@ -262,7 +297,9 @@ extension CurlClient {
     struct SharedState {
         var phase: Phase = .idle
         var commands: [LoopCommand] = []
-        /// A `curl_multi_wakeup` is outstanding: the loop will look at the queue before it sleeps again.
+        /// The loop is in (or about to enter) `curl_multi_poll` and needs a wakeup to see new commands.
+        var loopSleeps = false
+        /// A `curl_multi_wakeup` was sent since the loop went to sleep.
         var wakeupPending = false
     }
 

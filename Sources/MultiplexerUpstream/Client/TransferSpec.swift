@@ -89,18 +89,19 @@ final class TransferToken: Sendable {
 
     /// The calling task was cancelled.
     func cancel(on client: CurlClient) {
-        let wake = self.phase.withLock { phase -> Bool in
+        let (unsubmitted, wake) = self.phase.withLock { phase -> (TransferSpec?, Bool) in
             switch phase {
             case .idle:
                 phase = .cancelled
-                return false
+                return (nil, false)
             case .submitted:
                 phase = .cancelled
-                return client.enqueue(.cancel(self.id)).wake
+                return client.cancel(self.id)
             case .cancelled:
-                return false
+                return (nil, false)
             }
         }
+        unsubmitted?.fail(UpstreamError(.cancelled, message: "the call was cancelled"))
         if wake { client.multi.wakeup() }
     }
 }

@@ -24,6 +24,14 @@ final class EasyHandle {
         self.errorBuffer.deallocate()
     }
 
+    /// Whether the options of a completed `POST` are still set, so that the next `POST` may skip ``reset()``.
+    var isReusableForPOST = false
+
+    /// Forgets the message of the previous transfer.
+    func clearErrorMessage() {
+        self.errorBuffer[0] = 0
+    }
+
     /// Clears every option (the connection cache belongs to the multi handle and is kept) and installs the
     /// error buffer again.
     func reset() throws(UpstreamError) {

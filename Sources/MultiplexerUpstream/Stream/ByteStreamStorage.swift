@@ -153,7 +153,11 @@ final class ByteStreamStorage: Sendable {
             return (waiter, !alreadyGone && state.end == nil)
         }
         waiter?.resume(returning: .failure(UpstreamError(.cancelled, message: "the stream was cancelled")))
-        if abort { self.client.send(.cancel(self.id)) }
+        if abort {
+            let (unsubmitted, wake) = self.client.cancel(self.id)
+            unsubmitted?.fail(UpstreamError(.cancelled, message: "the stream was cancelled"))
+            if wake { self.client.multi.wakeup() }
+        }
     }
 
     /// Bytes waiting for the consumer now.
