@@ -14,16 +14,26 @@ let package = Package(
     products: [
         .library(name: "MultiplexerCore", targets: ["MultiplexerCore"]),
         .library(name: "MultiplexerRedis", targets: ["MultiplexerRedis"]),
+        .library(name: "MultiplexerUpstream", targets: ["MultiplexerUpstream"]),
         .library(name: "MultiplexerGateway", targets: ["MultiplexerGateway"]),
+        .executable(name: "multiplexer", targets: ["multiplexer"]),
     ],
     dependencies: [
         .package(url: "https://github.com/jpsim/Yams.git", from: "6.2.2"),
+        .package(url: "https://github.com/hummingbird-project/hummingbird.git", from: "2.28.1"),
+        .package(url: "https://github.com/apple/swift-argument-parser.git", from: "1.8.2"),
+        .package(url: "https://github.com/apple/swift-log.git", from: "1.16.2"),
+        .package(url: "https://github.com/swift-server/swift-prometheus.git", from: "2.4.1"),
+        .package(url: "https://github.com/swift-server/swift-service-lifecycle.git", from: "2.13.0"),
     ],
     targets: [
+        // MARK: Routing domain (no I/O)
         .target(
             name: "MultiplexerCore",
             swiftSettings: swiftSettings
         ),
+
+        // MARK: Redis over hiredis
         // Debian's libhiredis-dev 0.14.1. No pkgConfig: its hiredis.pc adds -D_FILE_OFFSET_BITS=64,
         // which SwiftPM rejects with a warning on every build; the headers and library are on the
         // default paths (scripts/install-deps.sh installs the package).
@@ -37,19 +47,44 @@ let package = Package(
             dependencies: ["MultiplexerCore", "CHiredis"],
             swiftSettings: swiftSettings
         ),
+
+        // MARK: Upstream HTTP over libcurl
+        .systemLibrary(
+            name: "CCurl",
+            path: "Sources/CCurl",
+            pkgConfig: "libcurl",
+            providers: [.apt(["libcurl4-openssl-dev"])]
+        ),
+        .target(
+            name: "MultiplexerUpstream",
+            dependencies: ["MultiplexerCore", "CCurl"],
+            swiftSettings: swiftSettings
+        ),
+
+        // MARK: The gateway and its executable
         .target(
             name: "MultiplexerGateway",
             dependencies: [
-                "MultiplexerCore", "MultiplexerRedis",
+                "MultiplexerCore", "MultiplexerRedis", "MultiplexerUpstream",
                 .product(name: "Yams", package: "Yams"),
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "Prometheus", package: "swift-prometheus"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ],
             swiftSettings: swiftSettings
         ),
-        .testTarget(
-            name: "MultiplexerGatewayTests",
-            dependencies: ["MultiplexerGateway", "MultiplexerCore", "MultiplexerRedis", "MultiplexerTestSupport"],
+        .executableTarget(
+            name: "multiplexer",
+            dependencies: [
+                "MultiplexerGateway",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
             swiftSettings: swiftSettings
         ),
+
+        // MARK: Test support, benchmarks
         // Real processes (redis-server, nginx, gateways) for tests, benchmarks and the local fleet.
         .target(
             name: "MultiplexerTestSupport",
@@ -61,11 +96,14 @@ let package = Package(
             path: "bench/RedisBench",
             swiftSettings: swiftSettings
         ),
-        .testTarget(
-            name: "MultiplexerRedisTests",
-            dependencies: ["MultiplexerRedis", "MultiplexerCore", "MultiplexerTestSupport"],
+        .executableTarget(
+            name: "UpstreamBench",
+            dependencies: ["MultiplexerUpstream", "MultiplexerCore"],
+            path: "bench/upstream/Sources/UpstreamBench",
             swiftSettings: swiftSettings
         ),
+
+        // MARK: Tests
         .testTarget(
             name: "MultiplexerCoreTests",
             dependencies: ["MultiplexerCore"],
@@ -74,6 +112,24 @@ let package = Package(
         .testTarget(
             name: "QuotaStoreTests",
             dependencies: ["MultiplexerCore", "MultiplexerRedis", "MultiplexerTestSupport"],
+            swiftSettings: swiftSettings
+        ),
+        .testTarget(
+            name: "MultiplexerRedisTests",
+            dependencies: ["MultiplexerRedis", "MultiplexerCore", "MultiplexerTestSupport"],
+            swiftSettings: swiftSettings
+        ),
+        .testTarget(
+            name: "MultiplexerUpstreamTests",
+            dependencies: ["MultiplexerUpstream", "MultiplexerCore"],
+            swiftSettings: swiftSettings
+        ),
+        .testTarget(
+            name: "MultiplexerGatewayTests",
+            dependencies: [
+                "MultiplexerGateway", "MultiplexerCore", "MultiplexerRedis", "MultiplexerUpstream", "MultiplexerTestSupport",
+                .product(name: "HummingbirdTesting", package: "hummingbird"),
+            ],
             swiftSettings: swiftSettings
         ),
     ]

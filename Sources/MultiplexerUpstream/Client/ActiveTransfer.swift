@@ -1,0 +1,344 @@
+internal import CCurl
+import MultiplexerCore
+
+/// A transfer that runs on the loop thread: its easy handle, its C header list, what arrived so far, its
+/// timers, and where the result goes.
+///
+/// Confined to the loop thread: libcurl calls its callbacks there (from `curl_multi_perform` and
+/// `curl_easy_pause`), with `self` recovered from the callback's user data. The loop keeps it alive while
+/// its handle is in the multi handle.
+final class ActiveTransfer {
+    let id: TransferID
+    let easy: EasyHandle
+    private var headerList: UnsafeMutablePointer<curl_slist>?
+    private let timeouts: UpstreamTimeouts
+    private let submittedAt: ContinuousClock.Instant
+    private let maxResponseBytes: Int
+
+    private var bufferedContinuation: CheckedContinuation<Result<UpstreamHTTPResponse, UpstreamError>, Never>?
+    private var headContinuation: CheckedContinuation<Result<StreamHead, UpstreamError>, Never>?
+    private let storage: ByteStreamStorage?
+
+    private(set) var status = 0
+    private var headers = UpstreamHeaders()
+    private(set) var headersComplete = false
+    private var body: [UInt8] = []
+    private var gotFirstByte = false
+    private var lastActivity: ContinuousClock.Instant
+    private(set) var paused = false
+    /// Why a callback aborted the transfer (returned 0), reported instead of libcurl's write error.
+    private var abortReason: UpstreamError?
+
+    var isStreaming: Bool { self.storage != nil }
+
+    init(spec: TransferSpec, easy: EasyHandle, maxResponseBytes: Int) {
+        self.id = spec.id
+        self.easy = easy
+        self.timeouts = spec.request.timeouts
+        self.submittedAt = spec.submittedAt
+        self.lastActivity = spec.submittedAt
+        self.maxResponseBytes = maxResponseBytes
+        self.leavesHandleReusable = spec.request.method == "POST"
+        switch spec.delivery {
+        case .buffered(let continuation):
+            self.bufferedContinuation = continuation
+            self.storage = nil
+        case .streaming(let continuation, let storage):
+            self.headContinuation = continuation
+            self.storage = storage
+        }
+    }
+
+    deinit {
+        if let list = self.headerList { curl_slist_free_all(list) }
+    }
+
+    // MARK: - Setup
+
+    /// Whether the easy handle may skip `curl_easy_reset` before its next transfer: a plain `POST` that
+    /// completed leaves exactly the options the next `POST` sets again or keeps.
+    let leavesHandleReusable: Bool
+
+    /// Sets the options of the easy handle for `spec`. A handle fresh from `curl_easy_reset` (`fresh`) first
+    /// gets the options every transfer shares; a handle reused right after a `POST` keeps them.
+    func configure(_ spec: TransferSpec, fresh: Bool, http2: Bool) throws(UpstreamError) {
+        let easy = self.easy
+        let request = spec.request
+        if fresh {
+            try easy.set(CURLOPT_PROTOCOLS_STR, "http,https", call: "CURLOPT_PROTOCOLS_STR")
+            try easy.set(CURLOPT_NOSIGNAL, 1, call: "CURLOPT_NOSIGNAL")
+            try easy.set(CURLOPT_TCP_NODELAY, 1, call: "CURLOPT_TCP_NODELAY")
+            try easy.set(CURLOPT_TCP_KEEPALIVE, 1, call: "CURLOPT_TCP_KEEPALIVE")
+            if http2 {
+                // Best effort: HTTP/2 over TLS via ALPN, HTTP/1.1 otherwise; a libcurl without nghttp2 refuses
+                // the option and keeps HTTP/1.1, which is fine.
+                try? easy.set(CURLOPT_HTTP_VERSION, Int(CURL_HTTP_VERSION_2TLS), call: "CURLOPT_HTTP_VERSION")
+                try easy.set(CURLOPT_PIPEWAIT, 1, call: "CURLOPT_PIPEWAIT")
+            } else {
+                try easy.set(CURLOPT_HTTP_VERSION, Int(CURL_HTTP_VERSION_1_1), call: "CURLOPT_HTTP_VERSION")
+            }
+            try easy.set(
+                CURLOPT_HEADERFUNCTION,
+                callback: { buffer, size, count, userdata in
+                    let length = size * count
+                    guard let userdata else { return 0 }
+                    let transfer = Unmanaged<ActiveTransfer>.fromOpaque(userdata).takeUnretainedValue()
+                    transfer.receiveHeaderLine(UnsafeRawBufferPointer(start: buffer, count: length))
+                    return length
+                }, call: "CURLOPT_HEADERFUNCTION")
+            try easy.set(
+                CURLOPT_WRITEFUNCTION,
+                callback: { buffer, size, count, userdata in
+                    guard let userdata else { return 0 }
+                    let transfer = Unmanaged<ActiveTransfer>.fromOpaque(userdata).takeUnretainedValue()
+                    return transfer.receiveBody(UnsafeRawBufferPointer(start: buffer, count: size * count))
+                }, call: "CURLOPT_WRITEFUNCTION")
+        }
+        easy.clearErrorMessage()
+        try easy.set(CURLOPT_URL, request.url, call: "CURLOPT_URL")
+        try easy.set(CURLOPT_CONNECTTIMEOUT_MS, max(1, request.timeouts.connect.wholeMilliseconds), call: "CURLOPT_CONNECTTIMEOUT_MS")
+        let context = Unmanaged.passUnretained(self).toOpaque()
+        try easy.set(CURLOPT_HEADERDATA, pointer: context, call: "CURLOPT_HEADERDATA")
+        try easy.set(CURLOPT_WRITEDATA, pointer: context, call: "CURLOPT_WRITEDATA")
+
+        var list: UnsafeMutablePointer<curl_slist>?
+        for line in spec.headerLines {
+            guard let appended = curl_slist_append(list, line) else {
+                if let list { curl_slist_free_all(list) }
+                throw UpstreamError(.other, message: "curl_slist_append failed")
+            }
+            list = appended
+        }
+        self.headerList = list
+        try easy.set(CURLOPT_HTTPHEADER, list: list, call: "CURLOPT_HTTPHEADER")
+
+        switch request.method {
+        case "GET":
+            try easy.set(CURLOPT_HTTPGET, 1, call: "CURLOPT_HTTPGET")
+        case "HEAD":
+            try easy.set(CURLOPT_NOBODY, 1, call: "CURLOPT_NOBODY")
+        default:
+            if request.method != "POST" {
+                try easy.set(CURLOPT_CUSTOMREQUEST, request.method, call: "CURLOPT_CUSTOMREQUEST")
+            }
+            // The size first, then COPYPOSTFIELDS copies exactly that many bytes (binary safe).
+            try easy.set(CURLOPT_POSTFIELDSIZE_LARGE, offset: Int64(request.body.count), call: "CURLOPT_POSTFIELDSIZE_LARGE")
+            if request.body.isEmpty {
+                try easy.set(CURLOPT_COPYPOSTFIELDS, "", call: "CURLOPT_COPYPOSTFIELDS")
+            } else {
+                let code = request.body.withUnsafeBytes { bytes in
+                    ccurl_easy_setopt_pointer(easy.raw, CURLOPT_COPYPOSTFIELDS, UnsafeMutableRawPointer(mutating: bytes.baseAddress))
+                }
+                try check(code, call: "CURLOPT_COPYPOSTFIELDS")
+            }
+        }
+    }
+
+    // MARK: - Callbacks (loop thread)
+
+    private func receiveHeaderLine(_ raw: UnsafeRawBufferPointer) {
+        var line = raw[...]
+        while let last = line.last, last == 10 || last == 13 { line.removeLast() }
+        if line.isEmpty {
+            // The blank line ends one response head; 1xx heads are interim and another one follows.
+            if self.status >= 100 && self.status < 200 {
+                self.status = 0
+                self.headers = UpstreamHeaders()
+            } else if !self.headersComplete {
+                self.headersComplete = true
+                self.headersDidComplete()
+            }
+            return
+        }
+        if self.headersComplete { return }  // trailers
+        if line.starts(with: "HTTP/".utf8) {
+            self.status = Self.parseStatus(line)
+            self.headers = UpstreamHeaders()
+            return
+        }
+        if let first = line.first, first == 32 || first == 9 {
+            // obs-fold: continues the previous field
+            if var field = self.headers.fields.popLast() {
+                field.value += " " + String(decoding: line, as: UTF8.self).trimmingHTTPWhitespace()
+                self.headers.fields.append(field)
+            }
+            return
+        }
+        guard let colon = line.firstIndex(of: UInt8(ascii: ":")) else { return }
+        var valueStart = colon + 1
+        var valueEnd = line.endIndex
+        while valueStart < valueEnd, line[valueStart] == 32 || line[valueStart] == 9 { valueStart += 1 }
+        while valueEnd > valueStart, line[valueEnd - 1] == 32 || line[valueEnd - 1] == 9 { valueEnd -= 1 }
+        let nameBytes = line[..<colon]
+        let valueBytes = line[valueStart..<valueEnd]
+        self.headers.add(name: String(decoding: nameBytes, as: UTF8.self), value: String(decoding: valueBytes, as: UTF8.self))
+        if self.storage == nil, nameBytes.count == 14, Self.isContentLength(nameBytes), let length = Self.parseLength(valueBytes), length > 0 {
+            self.body.reserveCapacity(min(length, self.maxResponseBytes))
+        }
+    }
+
+    private static func isContentLength(_ name: Slice<UnsafeRawBufferPointer>) -> Bool {
+        zip(name, "content-length".utf8).allSatisfy { pair in (pair.0 | 0x20) == pair.1 }
+    }
+
+    private static func parseLength(_ digits: Slice<UnsafeRawBufferPointer>) -> Int? {
+        guard !digits.isEmpty, digits.count <= 18 else { return nil }
+        var value = 0
+        for byte in digits {
+            guard byte >= 48 && byte <= 57 else { return nil }
+            value = value * 10 + Int(byte - 48)
+        }
+        return value
+    }
+
+    private func headersDidComplete() {
+        if let continuation = self.headContinuation {
+            self.headContinuation = nil
+            continuation.resume(returning: .success(StreamHead(status: self.status, headers: self.headers)))
+        }
+    }
+
+    private func receiveBody(_ bytes: UnsafeRawBufferPointer) -> Int {
+        guard let storage = self.storage else {
+            guard self.body.count + bytes.count <= self.maxResponseBytes else {
+                self.abortReason = UpstreamError(.invalidResponse, message: "response body larger than \(self.maxResponseBytes) bytes")
+                return 0
+            }
+            self.body.append(contentsOf: bytes)
+            return bytes.count
+        }
+        self.gotFirstByte = true
+        self.lastActivity = .now
+        switch storage.offer(bytes) {
+        case .accepted:
+            return bytes.count
+        case .pause:
+            self.paused = true
+            return Int(CURL_WRITEFUNC_PAUSE)
+        case .consumerGone:
+            self.abortReason = UpstreamError(.cancelled, message: "the stream's consumer went away")
+            return 0
+        }
+    }
+
+    private static func parseStatus(_ line: Slice<UnsafeRawBufferPointer>) -> Int {
+        // "HTTP/1.1 200 OK", "HTTP/2 200"
+        guard let space = line.firstIndex(of: 32) else { return 0 }
+        var status = 0
+        var digits = 0
+        for byte in line[(space + 1)...] {
+            guard byte >= 48 && byte <= 57 else { break }
+            status = status * 10 + Int(byte - 48)
+            digits += 1
+            if digits == 3 { break }
+        }
+        return digits == 3 ? status : 0
+    }
+
+    // MARK: - Control (loop thread)
+
+    /// Unpauses a paused stream (the consumer drained its buffer). libcurl may deliver the held-back data
+    /// from inside this call.
+    func resume() -> UpstreamError? {
+        guard self.paused else { return nil }
+        self.paused = false
+        self.lastActivity = .now
+        let code = curl_easy_pause(self.easy.raw, CURLPAUSE_CONT)
+        do throws(UpstreamError) {
+            try check(code, call: "curl_easy_pause")
+            return nil
+        } catch {
+            return error
+        }
+    }
+
+    /// The timer that has expired at `now`, as the error to fail the transfer with.
+    func expiredTimer(at now: ContinuousClock.Instant) -> UpstreamError? {
+        guard let (deadline, kind) = self.nextDeadline(), deadline <= now else { return nil }
+        switch kind {
+        case .timeout where self.isStreaming:
+            return UpstreamError(.timeout, message: "no response headers within \(self.timeouts.response)")
+        case .timeout:
+            return UpstreamError(.timeout, message: "no complete response within \(self.timeouts.response)")
+        case .firstTokenTimeout:
+            return UpstreamError(.firstTokenTimeout, message: "no response body within \(self.timeouts.firstByte ?? .zero)")
+        default:
+            return UpstreamError(.streamIdleTimeout, message: "the stream was silent for \(self.timeouts.idle ?? .zero)")
+        }
+    }
+
+    /// The earliest pending deadline and the kind of timeout it stands for.
+    func nextDeadline() -> (ContinuousClock.Instant, UpstreamError.Kind)? {
+        guard self.isStreaming else {
+            return (self.submittedAt + self.timeouts.response, .timeout)
+        }
+        var earliest: (ContinuousClock.Instant, UpstreamError.Kind)?
+        func consider(_ deadline: ContinuousClock.Instant, _ kind: UpstreamError.Kind) {
+            if earliest == nil || deadline < earliest!.0 { earliest = (deadline, kind) }
+        }
+        if !self.headersComplete {
+            consider(self.submittedAt + self.timeouts.response, .timeout)
+        }
+        if !self.gotFirstByte, let firstByte = self.timeouts.firstByte {
+            consider(self.submittedAt + firstByte, .firstTokenTimeout)
+        } else if self.gotFirstByte, !self.paused, let idle = self.timeouts.idle {
+            consider(self.lastActivity + idle, .streamIdleTimeout)
+        }
+        return earliest
+    }
+
+    /// Delivers the end of the transfer: `nil` for a complete response, else the error. Call once, after
+    /// the handle left the multi handle.
+    func finish(_ failure: UpstreamError?) {
+        let error = self.abortReason ?? failure
+        if let continuation = self.bufferedContinuation {
+            self.bufferedContinuation = nil
+            if let error {
+                continuation.resume(returning: .failure(error))
+            } else if !self.headersComplete || self.status == 0 {
+                continuation.resume(returning: .failure(UpstreamError(.invalidResponse, message: "no valid HTTP response head")))
+            } else {
+                let response = UpstreamHTTPResponse(status: self.status, headers: self.headers, body: self.body)
+                self.body = []
+                continuation.resume(returning: .success(response))
+            }
+            return
+        }
+        guard let storage = self.storage else { return }
+        if let head = self.headContinuation {
+            self.headContinuation = nil
+            let error = error ?? UpstreamError(.invalidResponse, message: "no valid HTTP response head")
+            storage.finish(error)
+            head.resume(returning: .failure(error))
+        } else {
+            storage.finish(error)
+        }
+    }
+
+    /// The context ``check(_:call:context:)`` needs to classify a libcurl failure of this transfer.
+    var errorContext: CurlErrorContext {
+        CurlErrorContext(headersReceived: self.headersComplete, detail: self.easy.errorMessage)
+    }
+}
+
+@available(*, unavailable)
+extension ActiveTransfer: Sendable {}
+
+extension Duration {
+    /// Whole milliseconds, rounded up.
+    var wholeMilliseconds: Int {
+        let (seconds, attoseconds) = self.components
+        if seconds < 0 || (seconds == 0 && attoseconds <= 0) { return 0 }
+        return Int(seconds) * 1000 + Int((attoseconds + 999_999_999_999_999) / 1_000_000_000_000_000)
+    }
+}
+
+extension String {
+    /// Without leading and trailing spaces and tabs.
+    func trimmingHTTPWhitespace() -> String {
+        var scalars = Substring(self)
+        while let first = scalars.first, first == " " || first == "\t" { scalars.removeFirst() }
+        while let last = scalars.last, last == " " || last == "\t" { scalars.removeLast() }
+        return String(scalars)
+    }
+}

@@ -1,0 +1,219 @@
+internal import CCurl
+import MultiplexerCore
+
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
+
+/// The body of the client's dedicated OS thread: owns every easy handle and drives the multi handle.
+///
+/// One iteration: take the queued commands (submit, cancel, resume), `curl_multi_perform`, deliver finished
+/// transfers, fail transfers whose timer expired, then `curl_multi_poll` until socket activity, a libcurl
+/// timeout, the next transfer deadline or a `curl_multi_wakeup` from a caller.
+///
+/// Everything here runs on that one thread; nothing is shared except through ``CurlClient``'s locked queue.
+final class CurlLoop {
+    private let client: CurlClient
+    private let multi: UnsafeMutableRawPointer
+    private var transfers: [UnsafeMutableRawPointer: ActiveTransfer] = [:]
+    private var transfersByID: [TransferID: ActiveTransfer] = [:]
+    private var idleHandles: [EasyHandle] = []
+    private var commands: [LoopCommand] = []
+    /// Upper bound of one `curl_multi_poll`, so that a missed deadline can never stall the loop for long.
+    private static let maxPollMilliseconds = 1000
+
+    private init(client: CurlClient) {
+        self.client = client
+        self.multi = client.multi.raw
+        self.commands.reserveCapacity(64)
+    }
+
+    /// Starts the loop on a new detached OS thread; `whenFinished` is resumed when it ended.
+    static func startThread(client: CurlClient, whenFinished: CheckedContinuation<Void, Never>) {
+        let context = Unmanaged.passRetained(ThreadContext(client: client, whenFinished: whenFinished)).toOpaque()
+        #if canImport(Glibc)
+        var thread = pthread_t()
+        #else
+        var thread: pthread_t?
+        #endif
+        let result = pthread_create(
+            &thread, nil,
+            { argument in
+                let context = Unmanaged<ThreadContext>.fromOpaque(argument!).takeRetainedValue()
+                CurlLoop.nameThread()
+                CurlLoop(client: context.client).run()
+                context.whenFinished.resume()
+                return nil
+            }, context)
+        guard result == 0 else {
+            Unmanaged<ThreadContext>.fromOpaque(context).release()
+            fatalError("CurlClient: cannot start its loop thread (pthread_create: \(result))")
+        }
+        #if canImport(Glibc)
+        pthread_detach(thread)
+        #else
+        pthread_detach(thread!)
+        #endif
+    }
+
+    /// Names the thread `curl-loop` (visible in `top -H`, `perf`, `/proc`); best effort, Linux only.
+    private static func nameThread() {
+        #if os(Linux)
+        let fd = open("/proc/thread-self/comm", O_WRONLY)
+        guard fd >= 0 else { return }
+        _ = "curl-loop".withCString { write(fd, $0, 9) }
+        close(fd)
+        #endif
+    }
+
+    private final class ThreadContext {
+        let client: CurlClient
+        let whenFinished: CheckedContinuation<Void, Never>
+        init(client: CurlClient, whenFinished: CheckedContinuation<Void, Never>) {
+            self.client = client
+            self.whenFinished = whenFinished
+        }
+    }
+
+    // MARK: - The loop
+
+    private func run() {
+        while true {
+            let stopping = self.client.takeCommands(into: &self.commands)
+            for command in self.commands {
+                switch command {
+                case .submit(let spec):
+                    if stopping {
+                        spec.fail(UpstreamError(.cancelled, message: "the upstream client shut down"))
+                    } else {
+                        self.start(spec)
+                    }
+                case .cancel(let id):
+                    if let transfer = self.transfersByID[id] {
+                        self.end(transfer, UpstreamError(.cancelled, message: "the call was cancelled"))
+                    }
+                case .resume(let id):
+                    if let transfer = self.transfersByID[id], let error = transfer.resume() {
+                        self.end(transfer, error)
+                    }
+                }
+            }
+            self.commands.removeAll(keepingCapacity: true)
+            if stopping {
+                self.tearDown()
+                return
+            }
+
+            var running: Int32 = 0
+            _ = curl_multi_perform(self.multi, &running)
+            self.deliverCompleted()
+            let now = ContinuousClock.now
+            let nextDeadline = self.failExpired(now: now)
+
+            var timeout = Self.maxPollMilliseconds
+            var curlTimeout = -1
+            _ = curl_multi_timeout(self.multi, &curlTimeout)
+            if curlTimeout >= 0 { timeout = min(timeout, curlTimeout) }
+            if let nextDeadline {
+                timeout = min(timeout, now.duration(to: nextDeadline).wholeMilliseconds)
+            }
+            if !self.client.loopWillSleep() { timeout = 0 }
+            _ = curl_multi_poll(self.multi, nil, 0, Int32(timeout), nil)
+        }
+    }
+
+    private func start(_ spec: TransferSpec) {
+        let easy: EasyHandle
+        let fresh: Bool
+        do throws(UpstreamError) {
+            if let idle = self.idleHandles.popLast() {
+                easy = idle
+            } else {
+                easy = try EasyHandle()
+            }
+            // A handle that just completed a POST keeps its options for the next POST: that saves a
+            // curl_easy_reset and a dozen setopts per request. Anything else starts from a clean handle.
+            fresh = !(easy.isReusableForPOST && spec.request.method == "POST")
+            easy.isReusableForPOST = false
+            if fresh { try easy.reset() }
+        } catch {
+            spec.fail(error)
+            return
+        }
+        let transfer = ActiveTransfer(spec: spec, easy: easy, maxResponseBytes: self.client.configuration.maxResponseBytes)
+        do throws(UpstreamError) {
+            try transfer.configure(spec, fresh: fresh, http2: self.client.configuration.http2)
+            try checkMulti(curl_multi_add_handle(self.multi, easy.raw), call: "curl_multi_add_handle")
+        } catch {
+            transfer.finish(error)
+            self.recycle(easy)
+            return
+        }
+        self.transfers[easy.raw] = transfer
+        self.transfersByID[transfer.id] = transfer
+    }
+
+    /// Reads the finished transfers and delivers them.
+    private func deliverCompleted() {
+        var remaining: Int32 = 0
+        while let message = curl_multi_info_read(self.multi, &remaining) {
+            // The message is only valid until its handle is removed: copy what is needed first.
+            guard message.pointee.msg == CURLMSG_DONE, let handle = message.pointee.easy_handle else { continue }
+            let code = message.pointee.data.result
+            guard let transfer = self.transfers[handle] else { continue }
+            var failure: UpstreamError?
+            do throws(UpstreamError) {
+                try check(code, call: "transfer", context: transfer.errorContext)
+            } catch {
+                failure = error
+            }
+            self.end(transfer, failure)
+        }
+    }
+
+    /// Fails every transfer whose timer expired; returns the earliest deadline still pending.
+    private func failExpired(now: ContinuousClock.Instant) -> ContinuousClock.Instant? {
+        var earliest: ContinuousClock.Instant?
+        var expired: [(ActiveTransfer, UpstreamError)] = []
+        for transfer in self.transfers.values {
+            if let error = transfer.expiredTimer(at: now) {
+                expired.append((transfer, error))
+            } else if let (deadline, _) = transfer.nextDeadline() {
+                if earliest == nil || deadline < earliest! { earliest = deadline }
+            }
+        }
+        for (transfer, error) in expired {
+            self.end(transfer, error)
+        }
+        return earliest
+    }
+
+    /// Takes a transfer out of the multi handle (aborting it if it still runs, which closes its connection),
+    /// delivers its result and recycles its easy handle.
+    private func end(_ transfer: ActiveTransfer, _ failure: UpstreamError?) {
+        let easy = transfer.easy
+        _ = curl_multi_remove_handle(self.multi, easy.raw)
+        self.transfers[easy.raw] = nil
+        self.transfersByID[transfer.id] = nil
+        transfer.finish(failure)
+        easy.isReusableForPOST = failure == nil && transfer.leavesHandleReusable
+        self.recycle(easy)
+    }
+
+    private func recycle(_ easy: EasyHandle) {
+        guard self.idleHandles.count < self.client.configuration.maxIdleHandles else { return }
+        self.idleHandles.append(easy)
+    }
+
+    private func tearDown() {
+        for transfer in Array(self.transfers.values) {
+            self.end(transfer, UpstreamError(.cancelled, message: "the upstream client shut down"))
+        }
+        self.idleHandles.removeAll()
+    }
+}
+
+@available(*, unavailable)
+extension CurlLoop: Sendable {}

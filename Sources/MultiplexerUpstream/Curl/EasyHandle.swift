@@ -1,0 +1,77 @@
+internal import CCurl
+import MultiplexerCore
+
+/// Owns one `CURL*` easy handle and its `CURLOPT_ERRORBUFFER`, and frees both in `deinit`.
+///
+/// Easy handles are not thread-safe: an `EasyHandle` lives on the loop thread only (see ``CurlLoop``), which
+/// keeps finished ones on a free list and reuses them.
+final class EasyHandle {
+    /// The `CURL*`.
+    let raw: UnsafeMutableRawPointer
+    private let errorBuffer: UnsafeMutablePointer<CChar>
+
+    init() throws(UpstreamError) {
+        guard let raw = curl_easy_init() else {
+            throw UpstreamError(.other, message: "curl_easy_init failed")
+        }
+        self.raw = raw
+        self.errorBuffer = .allocate(capacity: Int(CURL_ERROR_SIZE))
+        self.errorBuffer.initialize(repeating: 0, count: Int(CURL_ERROR_SIZE))
+    }
+
+    deinit {
+        curl_easy_cleanup(self.raw)
+        self.errorBuffer.deallocate()
+    }
+
+    /// Whether the options of a completed `POST` are still set, so that the next `POST` may skip ``reset()``.
+    var isReusableForPOST = false
+
+    /// Forgets the message of the previous transfer.
+    func clearErrorMessage() {
+        self.errorBuffer[0] = 0
+    }
+
+    /// Clears every option (the connection cache belongs to the multi handle and is kept) and installs the
+    /// error buffer again.
+    func reset() throws(UpstreamError) {
+        curl_easy_reset(self.raw)
+        self.errorBuffer[0] = 0
+        try self.set(CURLOPT_ERRORBUFFER, pointer: UnsafeMutableRawPointer(self.errorBuffer), call: "CURLOPT_ERRORBUFFER")
+    }
+
+    func set(_ option: CURLoption, _ value: Int, call: StaticString) throws(UpstreamError) {
+        try check(ccurl_easy_setopt_long(self.raw, option, value), call: call)
+    }
+
+    func set(_ option: CURLoption, offset value: Int64, call: StaticString) throws(UpstreamError) {
+        try check(ccurl_easy_setopt_off_t(self.raw, option, curl_off_t(value)), call: call)
+    }
+
+    /// A string option; libcurl copies the string.
+    func set(_ option: CURLoption, _ value: String, call: StaticString) throws(UpstreamError) {
+        try check(ccurl_easy_setopt_string(self.raw, option, value), call: call)
+    }
+
+    func set(_ option: CURLoption, pointer value: UnsafeMutableRawPointer?, call: StaticString) throws(UpstreamError) {
+        try check(ccurl_easy_setopt_pointer(self.raw, option, value), call: call)
+    }
+
+    func set(_ option: CURLoption, list value: UnsafeMutablePointer<curl_slist>?, call: StaticString) throws(UpstreamError) {
+        try check(ccurl_easy_setopt_slist(self.raw, option, value), call: call)
+    }
+
+    func set(_ option: CURLoption, callback: curl_write_callback, call: StaticString) throws(UpstreamError) {
+        try check(ccurl_easy_setopt_write_callback(self.raw, option, callback), call: call)
+    }
+
+    /// The message libcurl wrote into the error buffer for the last failure ("" if none).
+    var errorMessage: String {
+        var message = String(cString: self.errorBuffer)
+        while let last = message.last, last == "\n" || last == "\r" || last == " " { message.removeLast() }
+        return message
+    }
+}
+
+@available(*, unavailable)
+extension EasyHandle: Sendable {}

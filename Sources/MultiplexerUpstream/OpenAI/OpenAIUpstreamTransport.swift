@@ -1,0 +1,158 @@
+public import MultiplexerCore
+
+/// One call for ``OpenAIUpstreamTransport``: an operation path and a JSON body, which may depend on the
+/// provider (each provider gets its own upstream `model` id).
+public struct OpenAIUpstreamRequest: Sendable {
+    /// The operation path below the provider's base URL, e.g. `chat/completions`.
+    public var path: String
+    /// Whether the body asks for `"stream": true` (the response is then read as server-sent events).
+    public var stream: Bool
+    /// The JSON body sent to a provider.
+    public var body: @Sendable (Provider) -> [UInt8]
+
+    /// A request whose body depends on the provider.
+    ///
+    /// - Parameters:
+    ///   - path: the operation path, e.g. `chat/completions`.
+    ///   - stream: whether the response is a stream.
+    ///   - body: makes the JSON body for a provider.
+    public init(path: String, stream: Bool = false, body: @escaping @Sendable (Provider) -> [UInt8]) {
+        self.path = path
+        self.stream = stream
+        self.body = body
+    }
+
+    /// A request with the same JSON body for every provider.
+    ///
+    /// - Parameters:
+    ///   - path: the operation path, e.g. `chat/completions`.
+    ///   - body: the JSON body.
+    ///   - stream: whether the response is a stream.
+    public init(path: String, body: [UInt8], stream: Bool = false) {
+        self.init(path: path, stream: stream) { _ in body }
+    }
+}
+
+/// What an upstream answered.
+public enum OpenAIUpstreamBody: Sendable {
+    /// A whole body: any non-stream response, and the error body of a stream request.
+    case complete([UInt8])
+    /// A stream's events, starting with the first one (which has already arrived).
+    case events(SSEEventStream)
+}
+
+/// The gateway's ``UpstreamTransport`` over ``CurlClient``: sends an OpenAI-compatible request to a provider.
+///
+/// The request goes to `provider.baseURL + "/" + path` as a `POST` with `Authorization: Bearer <apiKey>`,
+/// the provider's extra headers (which may replace the defaults, e.g. an `api-key` header instead of the
+/// bearer token) and `Content-Type: application/json`, within the provider's timeouts.
+///
+/// - A non-stream call returns the whole body, with `usage` read from a 2xx JSON body and `errorCode` from
+///   an error body (`{"error": {"code" | "type"}}`).
+/// - A stream call with a 2xx answer returns once the first event has arrived (or fails with the first-token
+///   timeout), with ``UpstreamResponse/settlesLater`` set and the events as ``OpenAIUpstreamBody/events``.
+///   Its error answers come back whole, like non-stream ones.
+///
+/// The API key is never logged and never part of an error message.
+public struct OpenAIUpstreamTransport: UpstreamTransport {
+    public typealias Request = OpenAIUpstreamRequest
+    public typealias Body = OpenAIUpstreamBody
+
+    /// The client that carries the calls.
+    public let client: CurlClient
+    /// The most bytes read of an error body of a stream request.
+    public var maxErrorBodyBytes: Int
+
+    /// - Parameters:
+    ///   - client: the libcurl client (running).
+    ///   - maxErrorBodyBytes: the most bytes read of a stream request's error body.
+    public init(client: CurlClient, maxErrorBodyBytes: Int = 1024 * 1024) {
+        self.client = client
+        self.maxErrorBodyBytes = maxErrorBodyBytes
+    }
+
+    public func send(_ request: OpenAIUpstreamRequest, attempt: UpstreamAttempt) async throws(UpstreamError) -> UpstreamResponse<OpenAIUpstreamBody> {
+        try await self.send(request, to: attempt.provider)
+    }
+
+    /// Sends `request` to `provider` (what ``send(_:attempt:)`` does for the attempt's provider).
+    ///
+    /// - Parameters:
+    ///   - request: the operation and body.
+    ///   - provider: where to send it, with which credential and timeouts.
+    public func send(_ request: OpenAIUpstreamRequest, to provider: Provider) async throws(UpstreamError) -> UpstreamResponse<OpenAIUpstreamBody> {
+        let http = Self.makeHTTPRequest(request, provider: provider)
+        do {
+            return request.stream ? try await self.sendStreaming(http) : try await self.sendBuffered(http)
+        } catch {
+            throw Self.redacting(provider.apiKey, in: error)
+        }
+    }
+
+    private func sendBuffered(_ http: UpstreamHTTPRequest) async throws(UpstreamError) -> UpstreamResponse<OpenAIUpstreamBody> {
+        let response = try await self.client.execute(http)
+        return Self.complete(status: response.status, headers: response.headers, body: response.body)
+    }
+
+    private func sendStreaming(_ http: UpstreamHTTPRequest) async throws(UpstreamError) -> UpstreamResponse<OpenAIUpstreamBody> {
+        let response = try await self.client.stream(http)
+        let isEventStream = response.headers["content-type"]?.lowercased().hasPrefix("text/event-stream") ?? true
+        guard (200..<300).contains(response.status), isEventStream else {
+            // An error, or a provider that answered a stream request with plain JSON: read it whole.
+            let body = try await response.body.collect(upTo: self.maxErrorBodyBytes)
+            return Self.complete(status: response.status, headers: response.headers, body: body)
+        }
+        var events = SSEEventStream(bytes: response.body).makeAsyncIterator()
+        guard let first = try await events.next() else {
+            throw UpstreamError(.invalidResponse, message: "the stream closed before its first event")
+        }
+        return UpstreamResponse(
+            status: response.status, headers: response.headers, body: .events(SSEEventStream(resuming: events, prepending: first)),
+            settlesLater: true)
+    }
+
+    private static func complete(status: Int, headers: UpstreamHeaders, body: [UInt8]) -> UpstreamResponse<OpenAIUpstreamBody> {
+        let success = (200..<300).contains(status)
+        return UpstreamResponse(
+            status: status, headers: headers, body: .complete(body),
+            errorCode: success ? nil : OpenAIResponseInspector.errorCode(in: body),
+            usage: success ? OpenAIResponseInspector.usage(in: body) : nil)
+    }
+
+    /// The HTTP request for `request` on `provider`.
+    ///
+    /// - Parameters:
+    ///   - request: the operation and body.
+    ///   - provider: the target provider.
+    public static func makeHTTPRequest(_ request: OpenAIUpstreamRequest, provider: Provider) -> UpstreamHTTPRequest {
+        var base = Substring(provider.baseURL)
+        while base.last == "/" { base.removeLast() }
+        var path = Substring(request.path)
+        while path.first == "/" { path.removeFirst() }
+
+        let custom = provider.headers.sorted { $0.key < $1.key }
+        let customNames = Set(custom.map { $0.key.lowercased() })
+        var headers = UpstreamHeaders()
+        if !provider.apiKey.isEmpty && !customNames.contains("authorization") {
+            headers.add(name: "Authorization", value: "Bearer \(provider.apiKey)")
+        }
+        if !customNames.contains("content-type") {
+            headers.add(name: "Content-Type", value: "application/json")
+        }
+        if !customNames.contains("accept") {
+            headers.add(name: "Accept", value: request.stream ? "text/event-stream" : "application/json")
+        }
+        for (name, value) in custom {
+            headers.add(name: name, value: value)
+        }
+        return UpstreamHTTPRequest(
+            method: "POST", url: "\(base)/\(path)", headers: headers, body: request.body(provider), timeouts: UpstreamTimeouts(provider: provider))
+    }
+
+    /// `error` with every occurrence of the credential replaced (defence in depth: libcurl's messages never
+    /// contain request headers, but a base URL could embed a secret in the same text).
+    static func redacting(_ secret: String, in error: UpstreamError) -> UpstreamError {
+        guard secret.utf8.count >= 4, error.message.contains(secret) else { return error }
+        return UpstreamError(error.kind, message: error.message.replacing(secret, with: "<redacted>"))
+    }
+}
