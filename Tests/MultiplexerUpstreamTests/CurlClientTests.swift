@@ -18,7 +18,8 @@ struct CurlClientTests {
         }
         defer { server.close() }
         let response = try await withTestClient { client in
-            try await client.execute(request(server, "/v1/things", body: #"{"model":"m"}"#, headers: ["X-Test": "1", "Content-Type": "application/json"]))
+            try await client.execute(
+                request(server, "/v1/things", body: #"{"model":"m"}"#, headers: ["X-Test": "1", "Content-Type": "application/json"]))
         }
         #expect(response.status == 201)
         #expect(response.headers["x-reply"] == "yes")
@@ -161,7 +162,7 @@ struct CurlClientTests {
         }
         defer { server.close() }
         let bound = 64 * 1024
-        let configuration = CurlClient.Configuration(streamBufferBytes: bound)
+        let configuration = CurlClient.Configuration(streamBufferBytes: bound, usesProxyEnvironment: false)
         let (received, peak, writtenWhilePaused) = try await withTestClient(configuration) { client in
             let response = try await client.stream(request(server))
             var iterator = response.body.makeAsyncIterator()
@@ -236,22 +237,26 @@ struct CurlClientTests {
 
     @Test
     func cancellingABufferedCallAbortsAtOnce() async throws {
+        let received = Box(false)
         let serverSawClose = Box<Bool?>(nil)
         let server = try TestHTTPServer { connection in
             guard connection.readRequest() != nil else { return }
+            received.set(true)
             serverSawClose.set(connection.waitForPeerClose(timeout: .seconds(3)))
         }
         defer { server.close() }
         let (error, elapsed) = try await withTestClient { client in
-            await withTaskGroup(of: (UpstreamError?, Duration).self) { group in
-                group.addTask { await failure { () async throws(UpstreamError) in try await client.execute(request(server)) } }
-                try? await Task.sleep(for: .milliseconds(150))
+            await withTaskGroup(of: UpstreamError?.self) { group in
+                group.addTask { await failure { () async throws(UpstreamError) in try await client.execute(request(server)) }.error }
+                #expect(await eventually { received.get })
+                let cancelled = ContinuousClock.now
                 group.cancelAll()
-                return await group.next()!
+                let error = await group.next()!
+                return (error, cancelled.duration(to: .now))
             }
         }
         #expect(error?.kind == .cancelled)
-        #expect(elapsed < .milliseconds(1000))
+        #expect(elapsed < .milliseconds(500))
         #expect(await eventually(timeout: .seconds(2)) { serverSawClose.get != nil })
         #expect(serverSawClose.get == true)
     }
@@ -263,7 +268,7 @@ struct CurlClientTests {
             _ = connection.waitForPeerClose(timeout: .seconds(3))
         }
         defer { server.close() }
-        let client = try CurlClient()
+        let client = try CurlClient(configuration: CurlClient.Configuration(usesProxyEnvironment: false))
         let (pending, later) = await withTaskGroup(of: Void.self) { group in
             group.addTask { await client.run() }
             async let pending = failure { () async throws(UpstreamError) in try await client.execute(request(server)) }
@@ -284,7 +289,7 @@ struct CurlClientTests {
             while connection.readRequest() != nil { connection.respond(body: "{}") }
         }
         defer { server.close() }
-        let client = try CurlClient()
+        let client = try CurlClient(configuration: CurlClient.Configuration(usesProxyEnvironment: false))
         let status = await withTaskGroup(of: Void.self) { group in
             async let response = failure { () async throws(UpstreamError) in try await client.execute(request(server)).status }
             try? await Task.sleep(for: .milliseconds(50))
@@ -298,7 +303,7 @@ struct CurlClientTests {
 
     @Test
     func cancellingACallQueuedBeforeRunReturnsAtOnce() async throws {
-        let client = try CurlClient()
+        let client = try CurlClient(configuration: CurlClient.Configuration(usesProxyEnvironment: false))
         let (error, elapsed) = await withTaskGroup(of: (UpstreamError?, Duration).self) { group in
             group.addTask {
                 await failure { () async throws(UpstreamError) in try await client.execute(UpstreamHTTPRequest(url: "http://127.0.0.1:9/")) }

@@ -157,7 +157,9 @@ struct OpenAIUpstreamTransportTests {
         var provider = Self.provider(server)
         provider.timeToFirstTokenTimeout = .milliseconds(300)
         let (error, elapsed) = try await withTestClient { client in
-            await failure { () async throws(UpstreamError) in try await OpenAIUpstreamTransport(client: client).send(Self.streamingChat(), to: provider) }
+            await failure { () async throws(UpstreamError) in
+                try await OpenAIUpstreamTransport(client: client).send(Self.streamingChat(), to: provider)
+            }
         }
         #expect(error?.kind == .firstTokenTimeout)
         #expect(elapsed <= .milliseconds(550), "\(elapsed)")
@@ -174,7 +176,9 @@ struct OpenAIUpstreamTransportTests {
         defer { server.close() }
         let provider = Self.provider(server)
         let (error, _) = try await withTestClient { client in
-            await failure { () async throws(UpstreamError) in try await OpenAIUpstreamTransport(client: client).send(Self.streamingChat(), to: provider) }
+            await failure { () async throws(UpstreamError) in
+                try await OpenAIUpstreamTransport(client: client).send(Self.streamingChat(), to: provider)
+            }
         }
         #expect(error?.kind == .invalidResponse)
     }
@@ -200,7 +204,8 @@ struct OpenAIUpstreamTransportTests {
 
     @Test
     func providerHeadersReplaceDefaults() {
-        let provider = Provider(name: "azure", baseURL: "https://x.example/openai//", apiKey: "k", model: "m", headers: ["api-key": "k", "Authorization": "Custom"])
+        let provider = Provider(
+            name: "azure", baseURL: "https://x.example/openai//", apiKey: "k", model: "m", headers: ["api-key": "k", "Authorization": "Custom"])
         let request = OpenAIUpstreamTransport.makeHTTPRequest(Self.chat, provider: provider)
         #expect(request.url == "https://x.example/openai/chat/completions")
         #expect(request.headers.fields.filter { $0.name.lowercased() == "authorization" }.map(\.value) == ["Custom"])

@@ -168,7 +168,8 @@ struct UpstreamErrorTaxonomyTests {
     func unknownHostIsADNSFailure() async throws {
         let (error, _) = try await withTestClient { client in
             await failure { () async throws(UpstreamError) in
-                try await client.execute(UpstreamHTTPRequest(url: "http://nonexistent-host.invalid/", timeouts: UpstreamTimeouts(connect: .seconds(5))))
+                try await client.execute(
+                    UpstreamHTTPRequest(url: "http://nonexistent-host.invalid/", timeouts: UpstreamTimeouts(connect: .seconds(5))))
             }
         }
         #expect(error?.kind == .dnsFailure, "\(String(describing: error))")
@@ -182,7 +183,7 @@ struct UpstreamErrorTaxonomyTests {
             }
         }
         defer { server.close() }
-        let (error, _) = try await withTestClient(CurlClient.Configuration(maxResponseBytes: 1000)) { client in
+        let (error, _) = try await withTestClient(CurlClient.Configuration(maxResponseBytes: 1000, usesProxyEnvironment: false)) { client in
             await failure { () async throws(UpstreamError) in try await client.execute(request(server)) }
         }
         #expect(error?.kind == .invalidResponse)

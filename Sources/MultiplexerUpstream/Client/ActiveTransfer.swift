@@ -61,15 +61,19 @@ final class ActiveTransfer {
 
     /// Sets the options of the easy handle for `spec`. A handle fresh from `curl_easy_reset` (`fresh`) first
     /// gets the options every transfer shares; a handle reused right after a `POST` keeps them.
-    func configure(_ spec: TransferSpec, fresh: Bool, http2: Bool) throws(UpstreamError) {
+    func configure(_ spec: TransferSpec, fresh: Bool, configuration: CurlClient.Configuration) throws(UpstreamError) {
         let easy = self.easy
         let request = spec.request
         if fresh {
+            if !configuration.usesProxyEnvironment {
+                // An empty proxy disables proxies, including those named in the environment.
+                try easy.set(CURLOPT_PROXY, "", call: "CURLOPT_PROXY")
+            }
             try easy.set(CURLOPT_PROTOCOLS_STR, "http,https", call: "CURLOPT_PROTOCOLS_STR")
             try easy.set(CURLOPT_NOSIGNAL, 1, call: "CURLOPT_NOSIGNAL")
             try easy.set(CURLOPT_TCP_NODELAY, 1, call: "CURLOPT_TCP_NODELAY")
             try easy.set(CURLOPT_TCP_KEEPALIVE, 1, call: "CURLOPT_TCP_KEEPALIVE")
-            if http2 {
+            if configuration.http2 {
                 // Best effort: HTTP/2 over TLS via ALPN, HTTP/1.1 otherwise; a libcurl without nghttp2 refuses
                 // the option and keeps HTTP/1.1, which is fine.
                 try? easy.set(CURLOPT_HTTP_VERSION, Int(CURL_HTTP_VERSION_2TLS), call: "CURLOPT_HTTP_VERSION")

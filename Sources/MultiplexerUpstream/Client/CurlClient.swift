@@ -41,6 +41,9 @@ public final class CurlClient: Sendable {
         public var http2: Bool
         /// Easy handles kept for reuse once their transfer ends.
         public var maxIdleHandles: Int
+        /// Whether libcurl may use a proxy named by `http_proxy` / `https_proxy` / `all_proxy` (and skip it
+        /// per `no_proxy`); `false` always connects directly.
+        public var usesProxyEnvironment: Bool
 
         /// - Parameters:
         ///   - maxCachedConnections: `CURLMOPT_MAXCONNECTS`.
@@ -50,6 +53,7 @@ public final class CurlClient: Sendable {
         ///   - maxResponseBytes: the largest buffered response.
         ///   - http2: offer HTTP/2 over TLS.
         ///   - maxIdleHandles: easy handles kept for reuse.
+        ///   - usesProxyEnvironment: honour the proxy environment variables.
         public init(
             maxCachedConnections: Int = 256,
             maxConnectionsPerHost: Int = 1024,
@@ -57,7 +61,8 @@ public final class CurlClient: Sendable {
             streamBufferBytes: Int = 64 * 1024,
             maxResponseBytes: Int = 32 * 1024 * 1024,
             http2: Bool = true,
-            maxIdleHandles: Int = 256
+            maxIdleHandles: Int = 256,
+            usesProxyEnvironment: Bool = true
         ) {
             self.maxCachedConnections = maxCachedConnections
             self.maxConnectionsPerHost = maxConnectionsPerHost
@@ -66,6 +71,7 @@ public final class CurlClient: Sendable {
             self.maxResponseBytes = maxResponseBytes
             self.http2 = http2
             self.maxIdleHandles = maxIdleHandles
+            self.usesProxyEnvironment = usesProxyEnvironment
         }
     }
 

@@ -144,7 +144,7 @@ final class CurlLoop {
         }
         let transfer = ActiveTransfer(spec: spec, easy: easy, maxResponseBytes: self.client.configuration.maxResponseBytes)
         do throws(UpstreamError) {
-            try transfer.configure(spec, fresh: fresh, http2: self.client.configuration.http2)
+            try transfer.configure(spec, fresh: fresh, configuration: self.client.configuration)
             try checkMulti(curl_multi_add_handle(self.multi, easy.raw), call: "curl_multi_add_handle")
         } catch {
             transfer.finish(error)

@@ -2,9 +2,9 @@ import MultiplexerCore
 import MultiplexerUpstream
 import Synchronization
 
-/// Runs `body` with a running client.
+/// Runs `body` with a running client (which ignores proxy environment variables: the tests talk to 127.0.0.1).
 func withTestClient<R: Sendable>(
-    _ configuration: CurlClient.Configuration = CurlClient.Configuration(),
+    _ configuration: CurlClient.Configuration = CurlClient.Configuration(usesProxyEnvironment: false),
     isolation: isolated (any Actor)? = #isolation,
     _ body: (CurlClient) async throws -> R
 ) async throws -> R {

@@ -43,7 +43,8 @@ struct UpstreamBench {
         }
 
         let provider = Provider(name: "nginx", baseURL: url, apiKey: "sk-bench", model: "mock")
-        let request = OpenAIUpstreamRequest(path: "chat/completions", body: Array(#"{"model":"mock","messages":[{"role":"user","content":"hi"}]}"#.utf8))
+        let body = Array(#"{"model":"mock","messages":[{"role":"user","content":"hi"}]}"#.utf8)
+        let request = OpenAIUpstreamRequest(path: "chat/completions", body: body)
         let configuration = CurlClient.Configuration(maxCachedConnections: 256, maxConnectionsPerHost: 256)
         try await CurlClient.withClient(configuration: configuration) { client in
             let transport = OpenAIUpstreamTransport(client: client)
