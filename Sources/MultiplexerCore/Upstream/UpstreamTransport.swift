@@ -22,6 +22,13 @@ public struct UpstreamAttempt: Sendable {
     /// 1 for the first attempt of the request.
     public var number: Int
     public var reservation: Reservation
+
+    public init(provider: Provider, tier: Tier, number: Int, reservation: Reservation) {
+        self.provider = provider
+        self.tier = tier
+        self.number = number
+        self.reservation = reservation
+    }
 }
 
 /// An HTTP response from a provider.

@@ -1,0 +1,265 @@
+import Foundation
+import HTTPTypes
+import Hummingbird
+import Logging
+import MultiplexerCore
+import MultiplexerRedis
+import MultiplexerUpstream
+import NIOCore
+import Prometheus
+
+/// The OpenAI-compatible routes: every `POST /v1/<operation>` is routed over the model's providers, and
+/// `GET /v1/models` lists the model groups.
+struct OpenAIController: Sendable {
+    let gateway: Gateway
+
+    func addRoutes(to router: Hummingbird.Router<BasicRequestContext>) {
+        router.post("/v1/**") { request, context in
+            await self.route(request, context: context)
+        }
+        router.get("/v1/models") { request, context in
+            self.models(request)
+        }
+    }
+
+    // MARK: GET /v1/models
+
+    func models(_ request: Request) -> Response {
+        let requestID = self.gateway.nextRequestID()
+        var key: GatewayConfiguration.Key?
+        if self.gateway.keys.isEnabled {
+            guard let k = self.authenticate(request) else { return Self.error(.invalidAPIKey(), requestID: requestID) }
+            key = k
+        }
+        var out = "{\"object\":\"list\",\"data\":["
+        var first = true
+        for g in self.gateway.table.groups where key?.models.map({ $0.contains(g.name) }) ?? true {
+            for id in [g.name] + g.aliases {
+                if !first { out += "," }
+                first = false
+                out += "{\"id\":"
+                JSONValue.writeString(id, into: &out)
+                out += ",\"object\":\"model\",\"created\":0,\"owned_by\":\"multiplexer\"}"
+            }
+        }
+        out += "]}"
+        return Self.json(status: .ok, out, requestID: requestID)
+    }
+
+    // MARK: POST /v1/**
+
+    func route(_ request: Request, context: BasicRequestContext) async -> Response {
+        let started = ContinuousClock.now
+        let requestID = self.gateway.nextRequestID()
+        let operation = context.parameters.getCatchAll().joined(separator: "/")
+        self.gateway.metrics.inFlight.increment()
+        var log = RequestLog(requestID: requestID, operation: operation, started: started)
+        let response = await self.serve(request, operation: operation, requestID: requestID, log: &log)
+        if !log.deferred {
+            self.gateway.metrics.inFlight.decrement()
+            self.finish(log, status: Int(response.status.code))
+        }
+        return response
+    }
+
+    /// Per-request facts for the log line and metrics.
+    struct RequestLog: Sendable {
+        var requestID: String
+        var operation: String
+        var started: ContinuousClock.Instant
+        var model = "-"
+        var group = "-"
+        var provider = "-"
+        var attempts = 0
+        var tokens: TokenUsage?
+        var key: String?
+        var fallback = false
+        /// A stream logs when it ends.
+        var deferred = false
+    }
+
+    func finish(_ log: RequestLog, status: Int) {
+        let latency = log.started.duration(to: .now)
+        self.gateway.metrics.request(model: log.group, provider: log.provider, status: status)
+        if log.fallback { self.gateway.metrics.fallback(model: log.group) }
+        var meta: Logger.Metadata = [
+            "request.id": .string(log.requestID), "gen_ai.request.model": .string(log.model), "gateway.model_group": .string(log.group),
+            "gateway.provider": .string(log.provider), "gateway.attempts": .stringConvertible(log.attempts),
+            "http.response.status_code": .stringConvertible(status), "duration_ms": .stringConvertible(latency.millisecondsRoundedUp),
+            "gateway.operation": .string(log.operation),
+        ]
+        if let t = log.tokens {
+            meta["gen_ai.usage.input_tokens"] = .stringConvertible(t.promptTokens)
+            meta["gen_ai.usage.output_tokens"] = .stringConvertible(t.completionTokens)
+        }
+        if let k = log.key { meta["gateway.key"] = .string(k) }
+        self.gateway.logger.info("request", metadata: meta)
+    }
+
+    private func authenticate(_ request: Request) -> GatewayConfiguration.Key? {
+        guard
+            let presented = KeyAuthenticator.presentedKey(
+                authorization: request.headers[.authorization], apiKey: request.headers[HTTPField.Name("api-key")!])
+        else { return nil }
+        return self.gateway.keys.authenticate(presented)
+    }
+
+    private func serve(_ request: Request, operation: String, requestID: String, log: inout RequestLog) async -> Response {
+        // Authentication
+        var key: GatewayConfiguration.Key?
+        if self.gateway.keys.isEnabled {
+            guard let k = self.authenticate(request) else { return Self.error(.invalidAPIKey(), requestID: requestID) }
+            key = k
+            log.key = k.name
+        }
+        guard !operation.isEmpty, operation.utf8.allSatisfy({ $0 > 0x20 && $0 != UInt8(ascii: "?") }) else {
+            return Self.error(OpenAIError(status: 404, message: "Unknown route.", type: "invalid_request_error", code: "not_found"), requestID: requestID)
+        }
+        // Body
+        if let ct = request.headers[.contentType], !ct.lowercased().hasPrefix("application/json") {
+            return Self.error(.invalidRequest("Content-Type must be application/json, got '\(ct.prefix(100))'.", param: nil), requestID: requestID)
+        }
+        let limit = self.gateway.configuration.server.maxBodyBytes
+        if let length = request.headers[.contentLength].flatMap(Int.init), length > limit {
+            return Self.error(.tooLarge(limit: limit), requestID: requestID)
+        }
+        var req = request
+        let buffer: ByteBuffer
+        do {
+            buffer = try await req.collectBody(upTo: limit)
+        } catch {
+            return Self.error(.tooLarge(limit: limit), requestID: requestID)
+        }
+        let parsed: OpenAIRequest
+        do {
+            parsed = try OpenAIRequest(operation: operation, body: Array(buffer.readableBytesView))
+        } catch {
+            return Self.error(error, requestID: requestID)
+        }
+        log.model = parsed.model ?? "-"
+        // Model group and allow-list
+        guard let group = self.gateway.table.group(forModel: parsed.model) else {
+            return Self.error(.modelNotFound(parsed.model), requestID: requestID)
+        }
+        log.group = group.name
+        if let key, let allowed = key.models, !allowed.contains(group.name) {
+            return Self.error(.modelNotAllowed(parsed.model ?? group.name), requestID: requestID)
+        }
+        // Route
+        let upstream = OpenAIUpstreamRequest(path: operation, stream: parsed.stream) { provider in
+            parsed.upstreamBody(model: provider.model, includeUsage: parsed.stream)
+        }
+        let result: RouteResult<OpenAIUpstreamBody>
+        do {
+            result = try await self.gateway.router.route(upstream, group: group, cost: parsed.cost, key: key?.clientKey, via: self.gateway.transport)
+        } catch is CancellationError {
+            return Self.error(.upstream(status: 503, "The request was cancelled.", code: "cancelled"), requestID: requestID)
+        } catch {
+            self.gateway.logger.warning("quota store unavailable", metadata: ["request.id": .string(requestID), "error": .string("\(error)")])
+            return Self.error(
+                .upstream(status: 503, "The gateway cannot reach its quota store. Retry shortly.", code: "service_unavailable"), requestID: requestID)
+        }
+        log.attempts = result.attempts.count
+        for a in result.attempts { self.gateway.metrics.attempt(a) }
+        var headers = Self.baseHeaders(requestID: requestID)
+        headers[Self.attemptsHeader] = String(result.attempts.count)
+        if let key { Self.addKeyLimitHeaders(&headers, key: key) }
+
+        switch result.outcome {
+        case .served(let served, let pending):
+            log.provider = served.provider.name
+            log.fallback = served.tier == .fallback
+            headers[Self.providerHeader] = served.provider.name
+            log.tokens = served.response.usage
+            switch served.response.body {
+            case .complete(let bytes):
+                headers[.contentType] = served.response.headers["content-type"] ?? "application/json"
+                if let pending { await pending.settle(.success(usage: served.response.usage)) }
+                return Response(status: .init(code: served.response.status), headers: headers, body: .init(byteBuffer: ByteBuffer(bytes: bytes)))
+            case .events(let events):
+                guard let pending else { return Self.error(.upstream(status: 502, "The provider's stream could not be read."), requestID: requestID) }
+                log.deferred = true
+                return StreamRelay(controller: self, log: log, clientWantsUsage: parsed.clientWantsUsage).response(
+                    events: events, pending: pending, headers: headers)
+            }
+        case .clientError(let response, let provider):
+            log.provider = provider.name
+            headers[Self.providerHeader] = provider.name
+            headers[.contentType] = response.headers["content-type"] ?? "application/json"
+            let body: [UInt8]
+            switch response.body {
+            case .complete(let b): body = b
+            case .events: body = []
+            }
+            if Self.mayLeakSecret(body, provider: provider) {
+                let e = OpenAIError(status: response.status, message: "The provider rejected the request (HTTP \(response.status)).", type: "invalid_request_error", code: response.errorCode)
+                return Self.error(e, requestID: requestID, headers: headers)
+            }
+            return Response(status: .init(code: response.status), headers: headers, body: .init(byteBuffer: ByteBuffer(bytes: body)))
+        case .exhausted(let retryAfter, _):
+            return Self.error(
+                .rateLimited("Every provider for '\(group.name)' is at its rate limit or cooling down. Retry after the time in Retry-After.", retryAfter: retryAfter ?? .seconds(1)),
+                requestID: requestID, headers: headers)
+        case .keyLimited(let retryAfter):
+            return Self.error(
+                .rateLimited("Rate limit reached for your API key. Retry after the time in Retry-After.", retryAfter: retryAfter ?? .seconds(60)),
+                requestID: requestID, headers: headers)
+        case .upstreamFailed(let last):
+            log.provider = last.provider
+            let status: Int
+            if last.error.map({ UpstreamError($0).isTimeout }) ?? false {
+                status = 504
+            } else if last.status == 503 {
+                status = 503
+            } else {
+                status = 502
+            }
+            let what = last.status.map { "answered HTTP \($0)" } ?? "failed (\(last.error?.rawValue ?? "error"))"
+            return Self.error(
+                .upstream(status: status, "No provider could serve the request; the last one \(what).", code: status == 504 ? "upstream_timeout" : "upstream_error"),
+                requestID: requestID, headers: headers)
+        case .contextTooLarge:
+            return Self.error(
+                .invalidRequest("The request is larger than the context window of every provider of '\(group.name)'.", param: "messages", code: "context_length_exceeded"),
+                requestID: requestID, headers: headers)
+        case .cancelled:
+            return Self.error(.upstream(status: 503, "The request was cancelled.", code: "cancelled"), requestID: requestID, headers: headers)
+        }
+    }
+
+    // MARK: Helpers
+
+    static let providerHeader = HTTPField.Name("x-multiplexer-provider")!
+    static let attemptsHeader = HTTPField.Name("x-multiplexer-attempts")!
+    static let requestIDHeader = HTTPField.Name("x-request-id")!
+
+    static func baseHeaders(requestID: String) -> HTTPFields {
+        var h = HTTPFields()
+        h[Self.requestIDHeader] = requestID
+        return h
+    }
+
+    static func addKeyLimitHeaders(_ h: inout HTTPFields, key: GatewayConfiguration.Key) {
+        if let rpm = key.limits.rpm { h[HTTPField.Name("x-ratelimit-limit-requests")!] = String(rpm) }
+        if let tpm = key.limits.tpm { h[HTTPField.Name("x-ratelimit-limit-tokens")!] = String(tpm) }
+    }
+
+    /// Whether an upstream error body might echo the provider's credential.
+    static func mayLeakSecret(_ body: [UInt8], provider: Provider) -> Bool {
+        guard provider.apiKey.utf8.count >= 4 else { return false }
+        let needle = Array(provider.apiKey.utf8)
+        return body.count >= needle.count && (0...(body.count - needle.count)).contains { i in body[i..<(i + needle.count)].elementsEqual(needle) }
+    }
+
+    static func json(status: HTTPResponse.Status, _ text: String, requestID: String, headers: HTTPFields? = nil) -> Response {
+        var h = headers ?? Self.baseHeaders(requestID: requestID)
+        h[.contentType] = "application/json"
+        return Response(status: status, headers: h, body: .init(byteBuffer: ByteBuffer(string: text)))
+    }
+
+    static func error(_ e: OpenAIError, requestID: String, headers: HTTPFields? = nil) -> Response {
+        var h = headers ?? Self.baseHeaders(requestID: requestID)
+        for (name, value) in e.headers { h[HTTPField.Name(name)!] = value }
+        return Self.json(status: .init(code: e.status), e.json, requestID: requestID, headers: h)
+    }
+}

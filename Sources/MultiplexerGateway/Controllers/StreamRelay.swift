@@ -1,0 +1,104 @@
+import HTTPTypes
+import Hummingbird
+import MultiplexerCore
+import MultiplexerUpstream
+import NIOCore
+import Prometheus
+
+/// Relays a provider's server-sent events to the client as they arrive, and settles the reservation
+/// when the stream ends.
+///
+/// - Each event is written as soon as it is read (no buffering); awaiting the write gives back-pressure
+///   all the way to the upstream transfer.
+/// - Usage comes from the final chunk (the gateway asked upstream for `stream_options.include_usage`);
+///   that usage-only chunk is forwarded only if the client asked for it.
+/// - A stream that closes cleanly without `[DONE]` is finalised: the gateway sends `data: [DONE]`.
+/// - A stream that breaks after bytes were sent ends with `data: {"error": …}` and **no** `[DONE]`, so
+///   it is never presented as complete.
+/// - A client that goes away ends the relay; dropping the iterator aborts the upstream transfer.
+struct StreamRelay: Sendable {
+    let controller: OpenAIController
+    let log: OpenAIController.RequestLog
+    let clientWantsUsage: Bool
+
+    /// Leases of long streams are renewed this often.
+    static let leaseRenewal: Duration = .seconds(60)
+
+    func response(events: SSEEventStream, pending: PendingSettlement, headers: HTTPFields) -> Response {
+        var h = headers
+        h[.contentType] = "text/event-stream"
+        h[.cacheControl] = "no-cache"
+        let relay = self
+        return Response(status: .ok, headers: h, body: ResponseBody { writer in
+            await relay.relay(events: events, pending: pending, writer: &writer)
+        })
+    }
+
+    private func relay(events: SSEEventStream, pending: PendingSettlement, writer: inout any ResponseBodyWriter) async {
+        var iterator = events.makeAsyncIterator()
+        var usage: TokenUsage?
+        var result: SettlementResult = .abandoned
+        var status = 200
+        var lastRenewal = ContinuousClock.now
+        let lease = self.controller.gateway.table.providers[pending.reservation.provider]?.leaseDuration ?? .seconds(180)
+        do {
+            while true {
+                let event: SSEEvent?
+                do {
+                    event = try await iterator.next()
+                } catch {
+                    // The provider broke mid-stream (reset, idle timeout): say so, and never send [DONE].
+                    let e = OpenAIError.upstream(
+                        status: 502, "The provider's stream broke before it finished (\(error.kind.rawValue)).", code: "upstream_stream_error")
+                    try await writer.write(ByteBuffer(string: "data: \(e.json)\n\n"))
+                    result = .failure
+                    status = 502
+                    break
+                }
+                guard let event, !event.isDone else {
+                    try await writer.write(ByteBuffer(string: "data: [DONE]\n\n"))
+                    result = .success(usage: usage)
+                    break
+                }
+                if let u = Self.usage(in: event.data) {
+                    usage = u.usage
+                    if u.usageOnly && !self.clientWantsUsage { continue }
+                }
+                try await writer.write(Self.frame(event))
+                if lastRenewal.duration(to: .now) > Self.leaseRenewal {
+                    lastRenewal = .now
+                    try? await pending.renewLease(for: lease)
+                }
+            }
+            try await writer.finish(nil)
+        } catch {
+            // Writing to the client failed: it went away. What was sent is not a complete answer.
+            if case .success = result {} else {
+                result = .abandoned
+                status = 499
+            }
+        }
+        await pending.settle(result)
+        var log = self.log
+        log.tokens = usage
+        self.controller.gateway.metrics.inFlight.decrement()
+        self.controller.finish(log, status: status)
+    }
+
+    static func frame(_ e: SSEEvent) -> ByteBuffer {
+        var s = ""
+        if let name = e.event { s += "event: \(name)\n" }
+        for line in e.data.split(separator: "\n", omittingEmptySubsequences: false) { s += "data: \(line)\n" }
+        s += "\n"
+        return ByteBuffer(string: s)
+    }
+
+    /// The usage in a chunk, and whether the chunk carries nothing else (`choices` empty).
+    static func usage(in data: String) -> (usage: TokenUsage, usageOnly: Bool)? {
+        guard data.contains("\"usage\""), let doc = try? JSONParser.parse(Array(data.utf8)),
+            let u = doc.value["usage"], let p = u["prompt_tokens"]?.intValue, let c = u["completion_tokens"]?.intValue
+        else { return nil }
+        let choices = doc.value["choices"]?.arrayValue
+        return (TokenUsage(promptTokens: p, completionTokens: c), choices?.isEmpty ?? true)
+    }
+}

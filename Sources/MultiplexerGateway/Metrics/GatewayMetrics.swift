@@ -1,0 +1,81 @@
+import MultiplexerCore
+public import Prometheus
+
+/// The gateway's Prometheus series. Dimensions are bounded by configuration (model groups, providers,
+/// status codes); never a request id or a key.
+///
+/// Series:
+/// - `multiplexer_requests_total{model, provider, status}` — client requests by final status
+/// - `multiplexer_upstream_attempts_total{provider, outcome}` — upstream attempts by outcome
+/// - `multiplexer_upstream_duration_seconds{provider}` — upstream latency (to headers, or whole stream)
+/// - `multiplexer_fallbacks_total{model}` — requests served by the fallback tier
+/// - `multiplexer_cooldowns_total{provider, reason}` — cooldowns this node set
+/// - `multiplexer_store_admission_duration_seconds` — quota-store admission round trip
+/// - `multiplexer_store_available` — 1 connected, 0 degraded or unavailable
+/// - `multiplexer_inflight_requests` — client requests in progress on this node
+public final class GatewayMetrics: Sendable {
+    /// The registry `/metrics` renders.
+    public let registry: PrometheusCollectorRegistry
+    let inFlight: Gauge
+    let storeAvailable: Gauge
+    let admission: DurationHistogram
+
+    static let latencyBuckets: [Duration] = [
+        .milliseconds(5), .milliseconds(10), .milliseconds(25), .milliseconds(50), .milliseconds(100), .milliseconds(250), .milliseconds(500),
+        .seconds(1), .seconds(2), .seconds(5), .seconds(10), .seconds(30), .seconds(60), .seconds(120),
+    ]
+    static let storeBuckets: [Duration] = [
+        .microseconds(100), .microseconds(250), .microseconds(500), .milliseconds(1), .milliseconds(2), .milliseconds(5), .milliseconds(10),
+        .milliseconds(25), .milliseconds(50), .milliseconds(100), .milliseconds(250),
+    ]
+
+    static func name(_ metric: String, _ unit: String, _ help: String) -> MetricNameDescriptor {
+        MetricNameDescriptor(namespace: "multiplexer", metricName: metric, unitName: unit, helpText: help)
+    }
+    static var requests: MetricNameDescriptor { name("requests", "total", "Client requests by model, serving provider and status") }
+    static var attempts: MetricNameDescriptor { name("upstream_attempts", "total", "Upstream attempts by outcome") }
+    static var upstreamDuration: MetricNameDescriptor { name("upstream_duration", "seconds", "Upstream latency until the response (or first event)") }
+    static var cooldowns: MetricNameDescriptor { name("cooldowns", "total", "Cooldowns set by this node") }
+    static var fallbacks: MetricNameDescriptor { name("fallbacks", "total", "Requests served by the fallback tier") }
+
+    public init(registry: PrometheusCollectorRegistry = PrometheusCollectorRegistry()) {
+        self.registry = registry
+        self.inFlight = registry.makeGauge(descriptor: Self.name("inflight", "requests", "Client requests in progress on this node"), labels: [])
+        self.storeAvailable = registry.makeGauge(descriptor: Self.name("store", "available", "1 when the quota store is reachable"), labels: [])
+        self.admission = registry.makeDurationHistogram(
+            descriptor: Self.name("store_admission_duration", "seconds", "Quota store admission round trip"), labels: [], buckets: Self.storeBuckets)
+    }
+
+    func request(model: String, provider: String, status: Int) {
+        self.registry.makeCounter(descriptor: Self.requests, labels: [("model", model), ("provider", provider), ("status", String(status))]).increment()
+    }
+
+    func attempt(_ a: AttemptRecord) {
+        let outcome: String
+        switch a.outcome {
+        case .success: outcome = "success"
+        case .rateLimited: outcome = "rate_limited"
+        case .failure: outcome = a.error?.rawValue ?? "server_error"
+        case .unauthorized: outcome = "unauthorized"
+        case .contextLengthExceeded: outcome = "context_length_exceeded"
+        case .clientError: outcome = "client_error"
+        case .cancelled: outcome = "cancelled"
+        }
+        self.registry.makeCounter(descriptor: Self.attempts, labels: [("provider", a.provider), ("outcome", outcome)]).increment()
+        self.registry.makeDurationHistogram(descriptor: Self.upstreamDuration, labels: [("provider", a.provider)], buckets: Self.latencyBuckets).record(a.latency)
+        switch a.outcome {
+        case .rateLimited: self.cooldown(provider: a.provider, reason: "rate_limited")
+        case .unauthorized: self.cooldown(provider: a.provider, reason: "unauthorized")
+        default: break
+        }
+    }
+
+    func cooldown(provider: String, reason: String) {
+        self.registry.makeCounter(descriptor: Self.cooldowns, labels: [("provider", provider), ("reason", reason)]).increment()
+    }
+
+    func fallback(model: String) {
+        self.registry.makeCounter(descriptor: Self.fallbacks, labels: [("model", model)])
+            .increment()
+    }
+}

@@ -1,0 +1,78 @@
+public import Hummingbird
+import Logging
+import MultiplexerCore
+import MultiplexerRedis
+public import MultiplexerUpstream
+public import ServiceLifecycle
+
+/// Builds the Hummingbird application for a gateway node: routes, and the services it runs (the quota
+/// store's heartbeats and replays, the upstream client's loop, the readiness flag).
+///
+/// - Parameters:
+///   - gateway: the node.
+///   - client: the upstream client the gateway's transport uses.
+/// - Returns: the application, ready for `runService()` or `test(_:)`.
+public func buildApplication(gateway: Gateway, client: CurlClient) -> some ApplicationProtocol {
+    let router = Hummingbird.Router(context: BasicRequestContext.self)
+    OpenAIController(gateway: gateway).addRoutes(to: router)
+    AdminController(gateway: gateway).addRoutes(to: router)
+    let config = gateway.configuration.server
+    return Application(
+        router: router,
+        configuration: .init(address: .hostname(config.host, port: config.port), serverName: "multiplexer"),
+        services: [CurlClientService(client: client), QuotaStoreService(gateway: gateway)],
+        onServerRunning: { _ in gateway.state.set(.ready) },
+        logger: gateway.logger
+    )
+}
+
+/// Runs the libcurl loop until shutdown.
+struct CurlClientService: Service {
+    let client: CurlClient
+    func run() async throws {
+        await withGracefulShutdownHandler {
+            await self.client.run()
+        } onGracefulShutdown: {
+            self.client.shutdown()
+        }
+    }
+}
+
+/// Connects the Redis store, runs its heartbeats and replays, and stops its thread at shutdown.
+struct QuotaStoreService: Service {
+    let gateway: Gateway
+    func run() async throws {
+        guard let redis = self.gateway.redisStore else {
+            try? await gracefulShutdown()
+            return
+        }
+        do {
+            try await redis.connect()
+        } catch {
+            self.gateway.logger.warning("Redis unreachable at startup; serving degraded", metadata: ["error": .string("\(error)")])
+        }
+        await cancelWhenGracefulShutdown {
+            await redis.run()
+        }
+        redis.shutdown()
+    }
+}
+
+/// Flips readiness to draining when shutdown begins, before the server stops accepting.
+public struct DrainService: Service {
+    let gateway: Gateway
+    /// How long `/readyz` answers 503 before the server stops accepting (lets a load balancer notice).
+    let delay: Duration
+
+    public init(gateway: Gateway, delay: Duration) {
+        self.gateway = gateway
+        self.delay = delay
+    }
+
+    public func run() async throws {
+        try? await gracefulShutdown()
+        self.gateway.state.set(.draining)
+        self.gateway.logger.info("draining", metadata: ["delay_ms": .stringConvertible(self.delay.millisecondsRoundedUp)])
+        try? await Task.sleep(for: self.delay)
+    }
+}

@@ -1,0 +1,38 @@
+import Foundation
+public import Logging
+import MultiplexerCore
+import MultiplexerUpstream
+import ServiceLifecycle
+import UnixSignals
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// Runs a gateway node until SIGTERM or SIGINT, then shuts down gracefully: `/readyz` turns 503
+/// (for `drain`), the server stops accepting and lets in-flight requests finish (up to
+/// `shutdownTimeout`), streams settle their reservations, then the store and the upstream client stop.
+public enum GatewayRunner {
+    public static func serve(configuration: GatewayConfiguration, logger: Logger, drain: Duration, shutdownTimeout: Duration) async throws {
+        // libcurl's TLS may write to a closed socket; a dead peer must not kill the process.
+        signal(SIGPIPE, SIG_IGN)
+        let client = try CurlClient()
+        let gateway = try Gateway(configuration: configuration, client: client, logger: logger)
+        let app = buildApplication(gateway: gateway, client: client)
+        logger.info(
+            "starting",
+            metadata: [
+                "node": .string(gateway.nodeID), "address": .string("\(configuration.server.host):\(configuration.server.port)"),
+                "store": .string(configuration.redis == nil ? "memory" : "redis"), "providers": .stringConvertible(configuration.providers.count),
+            ])
+        // Shutdown runs in reverse order: the drain flag first, then the application (server, then its services).
+        let group = ServiceGroup(
+            configuration: .init(
+                services: [.init(service: app), .init(service: DrainService(gateway: gateway, delay: drain))],
+                gracefulShutdownSignals: [.sigterm, .sigint],
+                cancellationSignals: [],
+                logger: logger))
+        try await group.run()
+        _ = shutdownTimeout
+    }
+}

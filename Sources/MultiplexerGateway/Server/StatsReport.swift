@@ -1,0 +1,68 @@
+import Foundation
+import MultiplexerCore
+import MultiplexerRedis
+
+/// `multiplexer stats`: the fleet's counters from Redis, as a table or JSON.
+public enum StatsReport {
+    public static func render(configPath: String?, redisURL: String?, namespace: String, json: Bool) async throws -> String {
+        var url = redisURL
+        var ns = namespace
+        var query = StatsQuery.all
+        if let configPath {
+            let c = try ConfigurationLoader.load(path: configPath)
+            guard let r = c.redis, case .standalone(let u) = r.topology else {
+                throw ConfigurationError(problems: [.init(path: "redis", line: nil, message: "stats needs a redis.url in the configuration")], file: configPath)
+            }
+            url = u
+            ns = r.namespace
+            query = StatsQuery(providers: c.providers.map(\.name), keys: c.keys.map(\.name), models: c.models.map(\.name))
+        }
+        guard let url else { throw RedisError(.invalidURL, "give --config PATH or --redis URL") }
+        let store = RedisQuotaStore(configuration: .init(
+            endpoint: try RedisEndpoint(url: url), namespace: ns, connectTimeout: .seconds(2), commandTimeout: .seconds(5), onUnavailable: .reject,
+            nodeID: "stats-cli"))
+        defer { store.shutdown() }
+        let stats = try await store.stats(query)
+        if json { return StatsJSON.render(stats, node: nil, store: "connected") }
+        return Self.table(stats, namespace: ns)
+    }
+
+    static func table(_ s: FleetStats, namespace: String) -> String {
+        func pad(_ x: String, _ n: Int) -> String { x.count >= n ? x : x + String(repeating: " ", count: n - x.count) }
+        func lpad(_ x: String, _ n: Int) -> String { x.count >= n ? x : String(repeating: " ", count: n - x.count) + x }
+        var out = "namespace {\(namespace)} — \(s.nodes.count) live node\(s.nodes.count == 1 ? "" : "s")\(s.nodes.isEmpty ? "" : ": " + s.nodes.map(\.id).joined(separator: ", "))\n\n"
+        let w = max(8, (s.providers.map(\.name.count).max() ?? 0) + 2)
+        out += pad("provider", w) + ["requests", "success", "429", "errors", "prompt", "completion", "fallback", "rpm", "tpm", "inflight"].map { lpad($0, 10) }.joined()
+            + "  state\n"
+        for p in s.providers {
+            let state: String
+            if p.disabled {
+                state = "disabled"
+            } else if let r = p.cooldownRemaining {
+                state = "cooling down \(String(format: "%.1f", r.seconds))s (\(p.cooldownReason?.rawValue ?? "?"))"
+            } else {
+                state = "ok"
+            }
+            let u = p.usage
+            out += pad(p.name, w)
+                + [u.requests, u.success, u.rateLimited, u.errors, u.promptTokens, u.completionTokens, u.fallbackServed, p.window.rpm, p.window.tpm, p.window.inFlight]
+                .map { lpad(String($0), 10) }.joined() + "  \(state)\n"
+        }
+        if !s.models.isEmpty {
+            out += "\n" + pad("model", w) + ["requests", "fallbacks", "exhausted"].map { lpad($0, 10) }.joined() + "\n"
+            for m in s.models {
+                out += pad(m.name, w) + [m.counters.requests, m.counters.fallbacks, m.counters.exhausted].map { lpad(String($0), 10) }.joined() + "\n"
+            }
+        }
+        if !s.keys.isEmpty {
+            out += "\n" + pad("key", w) + ["requests", "success", "429", "errors", "tokens", "rpm", "tpm"].map { lpad($0, 10) }.joined() + "\n"
+            for k in s.keys {
+                let u = k.usage
+                out += pad(k.name, w)
+                    + [u.requests, u.success, u.rateLimited, u.errors, u.promptTokens + u.completionTokens, k.window.rpm, k.window.tpm].map { lpad(String($0), 10) }
+                    .joined() + "\n"
+            }
+        }
+        return out
+    }
+}
