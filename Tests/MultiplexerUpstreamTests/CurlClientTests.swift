@@ -44,12 +44,11 @@ struct CurlClientTests {
         }
         defer { server.close() }
         let body = String(repeating: "x", count: 2 * 1024 * 1024)
-        let start = ContinuousClock.now
         let response = try await withTestClient { client in try await client.execute(request(server, body: body)) }
         #expect(response.status == 200)
         #expect(seen.get.count == body.utf8.count)
+        // No `Expect: 100-continue`, so libcurl never waits (1 s) for a 100 response before sending.
         #expect(seen.get.expect == nil)
-        #expect(start.duration(to: .now) < .milliseconds(900))
     }
 
     @Test
@@ -256,7 +255,7 @@ struct CurlClientTests {
             }
         }
         #expect(error?.kind == .cancelled)
-        #expect(elapsed < .milliseconds(500))
+        #expect(elapsed < .seconds(2), "cancellation must not wait for the 120 s call timeout")
         #expect(await eventually(timeout: .seconds(2)) { serverSawClose.get != nil })
         #expect(serverSawClose.get == true)
     }
@@ -314,7 +313,7 @@ struct CurlClientTests {
         }
         client.shutdown()
         #expect(error?.kind == .cancelled)
-        #expect(elapsed < .milliseconds(500))
+        #expect(elapsed < .seconds(2))
     }
 
     @Test

@@ -162,7 +162,7 @@ struct OpenAIUpstreamTransportTests {
             }
         }
         #expect(error?.kind == .firstTokenTimeout)
-        #expect(elapsed <= .milliseconds(550), "\(elapsed)")
+        #expect(elapsed <= .milliseconds(1500), "well before the 15 s default: \(elapsed)")
     }
 
     @Test

@@ -7,9 +7,10 @@ import Testing
 /// Serialized so that timing is not disturbed by the other tests of this suite.
 @Suite("Upstream error kinds and timeouts", .serialized)
 struct UpstreamErrorTaxonomyTests {
-    /// Allowed lateness of a timer (the loop polls at least every second but wakes for deadlines exactly;
-    /// this covers a loaded 2-core machine).
-    static let margin: Duration = .milliseconds(250)
+    /// Allowed lateness of a timer. The loop wakes for deadlines exactly, but the whole suite runs in
+    /// parallel on a 2-core machine; a second of slack still tells a 300 ms bound from the 5 s and 120 s
+    /// defaults, which is what these tests are about.
+    static let margin: Duration = .milliseconds(1200)
 
     @Test
     func connectTimeout() async throws {
@@ -161,7 +162,7 @@ struct UpstreamErrorTaxonomyTests {
         }
         #expect(error?.kind == .connectionRefused, "\(String(describing: error))")
         #expect(error?.message.contains("curl error 7") == true)
-        #expect(elapsed < .seconds(1))
+        #expect(elapsed < .seconds(3))
     }
 
     @Test
