@@ -11,8 +11,11 @@ public import ServiceLifecycle
 /// - Parameters:
 ///   - gateway: the node.
 ///   - client: the upstream client the gateway's transport uses.
+///   - onServerRunning: called with the bound port once the server accepts connections.
 /// - Returns: the application, ready for `runService()` or `test(_:)`.
-public func buildApplication(gateway: Gateway, client: CurlClient) -> some ApplicationProtocol {
+public func buildApplication(
+    gateway: Gateway, client: CurlClient, onServerRunning: (@Sendable (Int) async -> Void)? = nil
+) -> some ApplicationProtocol {
     let router = Hummingbird.Router(context: BasicRequestContext.self)
     OpenAIController(gateway: gateway).addRoutes(to: router)
     AdminController(gateway: gateway).addRoutes(to: router)
@@ -21,7 +24,10 @@ public func buildApplication(gateway: Gateway, client: CurlClient) -> some Appli
         router: router,
         configuration: .init(address: .hostname(config.host, port: config.port), serverName: "multiplexer"),
         services: [CurlClientService(client: client), QuotaStoreService(gateway: gateway)],
-        onServerRunning: { _ in gateway.state.set(.ready) },
+        onServerRunning: { channel in
+            gateway.state.set(.ready)
+            await onServerRunning?(channel.localAddress?.port ?? 0)
+        },
         logger: gateway.logger
     )
 }
