@@ -1,6 +1,10 @@
 import Dispatch
 import Synchronization
 
+#if canImport(Glibc)
+import Glibc
+#endif
+
 /// An auto-pipelining Redis client over one hiredis connection owned by a dedicated thread.
 ///
 /// Callers `await`; their commands join a queue. The worker thread takes everything queued, writes it
@@ -8,13 +12,26 @@ import Synchronization
 /// write and one read, and throughput grows with concurrency instead of with round trips. No blocking
 /// hiredis call ever runs on a Swift cooperative thread or a NIO event loop.
 ///
+/// ### Topologies
+/// Where the connection goes is the ``Configuration/topology``: one server, the master named by Redis
+/// Sentinel, or — in a Redis Cluster — the master that owns the hash slot of ``Configuration/routingKey``
+/// (the client serves one slot; the quota store's keys all share the namespace's hash tag). The worker
+/// thread resolves it (`RedisRouter`) and re-resolves after failures and redirections.
+///
 /// ### Failure handling
 /// - Every command is bounded by the command timeout (hiredis's `redisSetTimeout`).
 /// - A broken connection fails the commands of its batch (with ``RedisError/Code/io`` or `timeout`:
-///   those may or may not have run) and is dropped; the next batch reconnects.
+///   those may or may not have run) and is dropped; the next batch reconnects (through the sentinels
+///   or the slot map again).
 /// - A circuit breaker: after a failure, commands fail at once with ``RedisError/Code/unavailable``
 ///   for a backoff (50 ms doubling to 1 s), so a dead Redis costs one timeout, not one per request.
-/// - `NOSCRIPT` replies to EVALSHA load the script and run the command again.
+/// - Replies that mean "not executed here" are handled before the caller sees them, and only those
+///   are re-sent (so a non-idempotent script never runs twice): `NOSCRIPT` (load the script, run
+///   again), `MOVED` (switch to the new owner, run again), `ASK` (`ASKING` plus the command on the
+///   migration target, once), `READONLY` (a failed-over master: re-discover, run again), and
+///   `TRYAGAIN`/`CLUSTERDOWN`/`LOADING` or a script stopped by a slot migration (run again after a
+///   short pause). If that does not settle within ``Configuration/redirectTimeout`` the commands fail
+///   with ``RedisError/Code/unavailable``.
 ///
 /// ### Lifecycle
 /// The thread starts in `init`. Call ``shutdown()`` once when done: queued commands fail with
@@ -22,19 +39,45 @@ import Synchronization
 public final class RedisClient: Sendable {
     /// Connection settings.
     public struct Configuration: Sendable {
-        public var endpoint: RedisEndpoint
+        /// Where the server is: standalone, through Sentinel, or a Redis Cluster.
+        public var topology: RedisTopology
+        /// Cluster only: every command goes to the master owning this key's hash slot (for the quota
+        /// store, `{namespace}:schema`). Ignored by the other topologies.
+        public var routingKey: String
         /// TCP connect timeout.
         public var connectTimeout: Duration
         /// Bound on each command's reply.
         public var commandTimeout: Duration
         /// Most commands written as one pipeline.
         public var maxBatch: Int
+        /// How long redirections and transient refusals (`MOVED`, `ASK`, `READONLY`, `TRYAGAIN`, …) may
+        /// keep a batch of commands retrying before they fail as unavailable.
+        public var redirectTimeout: Duration
 
-        public init(endpoint: RedisEndpoint, connectTimeout: Duration = .milliseconds(200), commandTimeout: Duration = .milliseconds(50), maxBatch: Int = 512) {
-            self.endpoint = endpoint
+        public init(
+            topology: RedisTopology, routingKey: String = "", connectTimeout: Duration = .milliseconds(200),
+            commandTimeout: Duration = .milliseconds(50), maxBatch: Int = 512, redirectTimeout: Duration = .seconds(1)
+        ) {
+            self.topology = topology
+            self.routingKey = routingKey
             self.connectTimeout = connectTimeout
             self.commandTimeout = commandTimeout
             self.maxBatch = maxBatch
+            self.redirectTimeout = redirectTimeout
+        }
+
+        /// One server.
+        public init(
+            endpoint: RedisEndpoint, connectTimeout: Duration = .milliseconds(200), commandTimeout: Duration = .milliseconds(50), maxBatch: Int = 512
+        ) {
+            self.init(topology: .standalone(endpoint), connectTimeout: connectTimeout, commandTimeout: commandTimeout, maxBatch: maxBatch)
+        }
+
+        /// The standalone server; setting it selects the standalone topology. For the other topologies
+        /// this reads the first sentinel or seed node (for display only).
+        public var endpoint: RedisEndpoint {
+            get { self.topology.displayEndpoint }
+            set { self.topology = .standalone(newValue) }
         }
     }
 
@@ -48,6 +91,16 @@ public final class RedisClient: Sendable {
         public var connects: Int
         /// Commands failed for unavailability (including breaker fast-fails).
         public var failures: Int
+        /// Commands re-sent after `NOSCRIPT`, `MOVED`, `ASK`, `READONLY` or a transient refusal (all of them).
+        public var redirects: Int = 0
+        /// Of those, after `MOVED`.
+        public var moved: Int = 0
+        /// Of those, after `ASK`.
+        public var asked: Int = 0
+        /// Of those, after `READONLY` (a failed-over master).
+        public var readOnly: Int = 0
+        /// Of those, after a transient refusal (`TRYAGAIN`, `CLUSTERDOWN`, `LOADING`, a script stopped by a migration).
+        public var retried: Int = 0
     }
 
     private struct Pending {
@@ -72,7 +125,13 @@ public final class RedisClient: Sendable {
 
     public init(configuration: Configuration) {
         self.configuration = configuration
-        let t = WorkerThread(name: "redis-\(configuration.endpoint.port)") { [self] in self.workerLoop() }
+        let name: String
+        switch configuration.topology {
+        case .standalone(let e): name = "redis-\(e.port)"
+        case .sentinel: name = "redis-sentinel"
+        case .cluster: name = "redis-slot\(RedisHashSlot.slot(forKey: configuration.routingKey))"
+        }
+        let t = WorkerThread(name: name) { [self] in self.workerLoop() }
         self.thread.withLock { $0 = t }
     }
 
@@ -142,7 +201,10 @@ public final class RedisClient: Sendable {
     // MARK: Worker thread
 
     private func workerLoop() {
-        var connection: RedisConnection?
+        let router = RedisRouter(
+            topology: self.configuration.topology, routingKey: self.configuration.routingKey,
+            connectTimeoutMs: Int(self.configuration.connectTimeout.millisecondsRoundedUp),
+            commandTimeoutMs: Int(self.configuration.commandTimeout.millisecondsRoundedUp))
         while true {
             self.wake.wait()
             let (batch, stopping, more) = self.state.withLock { s -> ([Pending], Bool, Bool) in
@@ -157,64 +219,147 @@ public final class RedisClient: Sendable {
                     return s.queue
                 }
                 for p in batch + rest { p.continuation.resume(returning: .failure(RedisError(.shutdown, "client shut down"))) }
-                connection?.close()
+                router.close()
                 return
             }
             if more { self.wake.signal() }
             if batch.isEmpty { continue }
-            self.run(batch, on: &connection)
+            self.run(batch, router: router)
         }
     }
 
-    private func run(_ batch: [Pending], on connection: inout RedisConnection?) {
-        if connection == nil || connection!.isBroken {
-            connection = nil
-            do {
-                connection = try RedisConnection(
-                    endpoint: self.configuration.endpoint,
-                    connectTimeoutMs: Int(self.configuration.connectTimeout.millisecondsRoundedUp),
-                    commandTimeoutMs: Int(self.configuration.commandTimeout.millisecondsRoundedUp))
-                self.state.withLock { $0.stats.connects += 1 }
-            } catch {
-                self.fail(batch, error)
-                return
+    /// One command's next attempt: where it goes and what must precede it.
+    private struct Attempt {
+        var index: Int
+        /// The `ASK` target; `nil` for the primary connection.
+        var ask: RedisAddress?
+        /// Send `SCRIPT LOAD` first (after `NOSCRIPT`).
+        var loadScript = false
+    }
+
+    /// Runs a batch: pipelined on the primary connection, then again for the commands whose replies
+    /// said "not executed here" (``RedisRedirection``), until every command has a real answer or
+    /// ``Configuration/redirectTimeout`` passes.
+    private func run(_ batch: [Pending], router: RedisRouter) {
+        let connectsBefore = router.connects
+        var results = [Result<RedisValue, RedisError>?](repeating: nil, count: batch.count)
+        var todo = batch.indices.map { Attempt(index: $0) }
+        var failures = 0
+        var redirects = 0
+        var kinds = (moved: 0, asked: 0, readOnly: 0, retried: 0)
+        var pause = Duration.milliseconds(2)
+        let deadline = ContinuousClock.now + self.configuration.redirectTimeout
+        var lastRefusal: [Int: String] = [:]
+        var round = 0
+        while !todo.isEmpty {
+            round += 1
+            var next: [Attempt] = []
+            var mustPause = false
+            // Primary first, then each ASK target; order within a target is kept.
+            var targets: [RedisAddress?] = [nil]
+            for a in todo where !targets.contains(a.ask) { targets.append(a.ask) }
+            for target in targets {
+                let attempts = todo.filter { $0.ask == target }
+                if attempts.isEmpty { continue }
+                let conn: RedisConnection
+                do throws(RedisError) {
+                    if let target { conn = try router.sideConnection(to: target) } else { conn = try router.primaryConnection() }
+                } catch {
+                    for a in attempts { results[a.index] = .failure(error) }
+                    failures += attempts.count
+                    continue
+                }
+                let current = target ?? router.primaryAddress
+                var replies: [RedisValue] = []
+                do throws(RedisError) {
+                    for a in attempts {
+                        let p = batch[a.index]
+                        if a.loadScript, let script = p.script { try conn.append(RedisRouter.args("SCRIPT", "LOAD", script.source)) }
+                        if target != nil { try conn.append(RedisRouter.args("ASKING")) }
+                        try conn.append(p.args)
+                    }
+                    for a in attempts {
+                        if a.loadScript, batch[a.index].script != nil { _ = try conn.readReply() }
+                        if target != nil { _ = try conn.readReply() }
+                        replies.append(try conn.readReply())
+                    }
+                } catch {
+                    if target == nil { router.dropPrimary() } else { router.dropSide() }
+                    // Replies already read are real answers; the rest are unknown (maybe executed).
+                    for a in attempts.dropFirst(replies.count) { results[a.index] = .failure(error) }
+                    failures += attempts.count - replies.count
+                }
+                for (a, reply) in zip(attempts, replies) {
+                    guard let r = RedisRedirection(reply, isScript: batch[a.index].script != nil, current: current) else {
+                        results[a.index] = .success(reply)
+                        continue
+                    }
+                    lastRefusal[a.index] = reply.errorMessage
+                    switch r {
+                    case .noScript:
+                        // Loaded and still unknown: a real answer, not a loop.
+                        if a.loadScript { results[a.index] = .success(reply) } else { next.append(Attempt(index: a.index, ask: a.ask, loadScript: true)) }
+                    case .moved(_, let to):
+                        kinds.moved += 1
+                        router.moved(to: to)
+                        next.append(Attempt(index: a.index))
+                    case .ask(_, let to):
+                        kinds.asked += 1
+                        next.append(Attempt(index: a.index, ask: to))
+                    case .readOnly:
+                        kinds.readOnly += 1
+                        router.demoted()
+                        next.append(Attempt(index: a.index))
+                    case .tryAgain:
+                        kinds.retried += 1
+                        mustPause = true
+                        next.append(Attempt(index: a.index))
+                    }
+                }
+            }
+            todo = next
+            if todo.isEmpty { break }
+            redirects += todo.count
+            if ContinuousClock.now >= deadline {
+                for a in todo {
+                    // Refused, not executed: safe to treat as unavailable (the store then degrades).
+                    let why = lastRefusal[a.index] ?? ""
+                    results[a.index] = .failure(RedisError(.unavailable, "not settled within \(self.configuration.redirectTimeout): \(why)"))
+                }
+                failures += todo.count
+                break
+            }
+            // Redirections normally settle in a round or two; after that, pause between rounds too, so a
+            // misconfigured cluster (MOVED back and forth) cannot spin.
+            if mustPause || round >= 3 {
+                // Only the worker thread waits here; callers are already waiting for their replies.
+                Thread.sleep(pause)
+                pause = min(pause * 2, .milliseconds(50))
             }
         }
-        let conn = connection!
-        var results: [Result<RedisValue, RedisError>] = []
-        results.reserveCapacity(batch.count)
-        do {
-            for p in batch { try conn.append(p.args) }
-            for _ in batch { results.append(.success(try conn.readReply())) }
-            // Scripts Redis forgot (restart, failover): load and run those commands again.
-            for (i, p) in batch.enumerated() {
-                guard let script = p.script, case .success(.error(let m)) = results[i], m.hasPrefix("NOSCRIPT") else { continue }
-                _ = try conn.command([Array("SCRIPT".utf8), Array("LOAD".utf8), Array(script.source.utf8)])
-                results[i] = .success(try conn.command(p.args))
-            }
-        } catch {
-            connection?.close()
-            connection = nil
-            // Replies already read are real answers; the rest are unknown.
-            for (i, p) in batch.enumerated() {
-                p.continuation.resume(returning: i < results.count ? results[i] : .failure(error))
-            }
-            self.recordFailure(count: batch.count - results.count)
-            return
-        }
+        let connects = router.connects - connectsBefore
         self.state.withLock { s in
             s.stats.batches += 1
             s.stats.commands += batch.count
-            s.openUntil = nil
-            s.backoff = .zero
-            s.connected = true
+            s.stats.connects += connects
+            s.stats.redirects += redirects
+            s.stats.moved += kinds.moved
+            s.stats.asked += kinds.asked
+            s.stats.readOnly += kinds.readOnly
+            s.stats.retried += kinds.retried
         }
-        for (i, p) in batch.enumerated() { p.continuation.resume(returning: results[i]) }
-    }
-
-    private func fail(_ batch: [Pending], _ error: RedisError) {
-        for p in batch { p.continuation.resume(returning: .failure(error)) }
-        self.recordFailure(count: batch.count)
+        if failures > 0 {
+            self.recordFailure(count: failures)
+        } else {
+            self.state.withLock { s in
+                s.openUntil = nil
+                s.backoff = .zero
+                s.connected = true
+            }
+        }
+        for (i, p) in batch.enumerated() {
+            p.continuation.resume(returning: results[i] ?? .failure(RedisError(.protocolError, "no reply")))
+        }
     }
 
     private func recordFailure(count: Int) {
@@ -224,6 +369,25 @@ public final class RedisClient: Sendable {
             s.backoff = s.backoff == .zero ? .milliseconds(50) : min(.seconds(1), s.backoff * 2)
             s.openUntil = ContinuousClock.now + s.backoff
         }
+    }
+}
+
+extension RedisTopology {
+    /// The standalone endpoint, or the first sentinel or seed (display only).
+    var displayEndpoint: RedisEndpoint {
+        switch self {
+        case .standalone(let e): e
+        case .sentinel(let s): s.sentinels.first.map { s.endpoint(of: $0) } ?? RedisEndpoint()
+        case .cluster(let c): c.seeds.first.map { c.endpoint(of: $0) } ?? RedisEndpoint()
+        }
+    }
+}
+
+/// A blocking sleep, for the worker thread only.
+private enum Thread {
+    static func sleep(_ d: Duration) {
+        let us = d.components.seconds * 1_000_000 + d.components.attoseconds / 1_000_000_000_000
+        usleep(UInt32(max(0, min(us, 1_000_000))))
     }
 }
 

@@ -11,6 +11,7 @@ public struct RedisError: Error, Sendable, Hashable, CustomStringConvertible {
             case serverError = "server_error"
             case shutdown
             case invalidURL = "invalid_url"
+            case invalidConfiguration = "invalid_configuration"
         }
         fileprivate let value: Value
         /// The connection could not be established (refused, unresolvable, connect timeout, AUTH/SELECT failed).
@@ -29,6 +30,8 @@ public struct RedisError: Error, Sendable, Hashable, CustomStringConvertible {
         public static let shutdown = Code(value: .shutdown)
         /// The `redis://` URL is malformed.
         public static let invalidURL = Code(value: .invalidURL)
+        /// The `redis:` configuration is inconsistent (see ``RedisTopology/init(url:sentinels:masterName:cluster:username:password:sentinelPassword:database:)``).
+        public static let invalidConfiguration = Code(value: .invalidConfiguration)
         public var description: String { self.value.rawValue }
     }
 

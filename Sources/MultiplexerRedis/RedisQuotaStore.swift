@@ -41,7 +41,9 @@ public final class RedisQuotaStore: QuotaStore {
 
     /// Store settings.
     public struct Configuration: Sendable {
-        public var endpoint: RedisEndpoint
+        /// Where Redis is: one server, a master found through Sentinel, or a Redis Cluster (the
+        /// namespace's keys all live in the slot of its hash tag, on one master).
+        public var topology: RedisTopology
         /// The namespace: every key is `{namespace}:…`.
         public var namespace: String
         public var connectTimeout: Duration
@@ -51,21 +53,42 @@ public final class RedisQuotaStore: QuotaStore {
         public var nodeID: String
         /// Heartbeat and replay period of ``run()``.
         public var heartbeatInterval: Duration
+        /// How long a command may keep following redirections and transient refusals (`MOVED`, `ASK`,
+        /// `READONLY`, `TRYAGAIN`, `CLUSTERDOWN`, a slot migration) before the store treats Redis as unavailable.
+        public var redirectTimeout: Duration = .seconds(1)
         /// Tests only: scripts add `{ns}:clock_offset_ms` to Redis's `TIME`, so a test can move time forward.
         public var virtualClockForTesting: Bool = false
 
         public init(
-            endpoint: RedisEndpoint, namespace: String = "mux", connectTimeout: Duration = .milliseconds(200),
+            topology: RedisTopology, namespace: String = "mux", connectTimeout: Duration = .milliseconds(200),
             commandTimeout: Duration = .milliseconds(50), onUnavailable: UnavailablePolicy = .local, nodeID: String,
             heartbeatInterval: Duration = .seconds(1)
         ) {
-            self.endpoint = endpoint
+            self.topology = topology
             self.namespace = namespace
             self.connectTimeout = connectTimeout
             self.commandTimeout = commandTimeout
             self.onUnavailable = onUnavailable
             self.nodeID = nodeID
             self.heartbeatInterval = heartbeatInterval
+        }
+
+        /// One Redis server.
+        public init(
+            endpoint: RedisEndpoint, namespace: String = "mux", connectTimeout: Duration = .milliseconds(200),
+            commandTimeout: Duration = .milliseconds(50), onUnavailable: UnavailablePolicy = .local, nodeID: String,
+            heartbeatInterval: Duration = .seconds(1)
+        ) {
+            self.init(
+                topology: .standalone(endpoint), namespace: namespace, connectTimeout: connectTimeout, commandTimeout: commandTimeout,
+                onUnavailable: onUnavailable, nodeID: nodeID, heartbeatInterval: heartbeatInterval)
+        }
+
+        /// The standalone server; setting it selects the standalone topology. For the other topologies
+        /// this reads the first sentinel or seed node (for display only).
+        public var endpoint: RedisEndpoint {
+            get { self.topology.displayEndpoint }
+            set { self.topology = .standalone(newValue) }
         }
     }
 
@@ -95,10 +118,12 @@ public final class RedisQuotaStore: QuotaStore {
 
     public init(configuration: Configuration) {
         self.configuration = configuration
-        self.client = RedisClient(
-            configuration: .init(endpoint: configuration.endpoint, connectTimeout: configuration.connectTimeout, commandTimeout: configuration.commandTimeout))
         self.prefix = "{\(configuration.namespace)}:"
         self.schemaKey = "{\(configuration.namespace)}:schema"
+        self.client = RedisClient(
+            configuration: .init(
+                topology: configuration.topology, routingKey: self.schemaKey, connectTimeout: configuration.connectTimeout,
+                commandTimeout: configuration.commandTimeout, redirectTimeout: configuration.redirectTimeout))
         self.scripts = configuration.virtualClockForTesting ? .virtualClock : .production
     }
 

@@ -6,6 +6,14 @@
 /// `{ns}:clock_offset_ms`. The rules are those of `QuotaState` in MultiplexerCore, line for line.
 /// The schema version is part of each script's text, so scripts of two versions have different SHAs
 /// and replicas of two versions can run side by side during a rolling deploy.
+///
+/// ### Slot migrations (Redis Cluster)
+/// While the namespace's slot migrates, Redis stops a script at the first command on a key that is not
+/// on the node (`Script attempted to access a non local key`), and keeps what the script wrote before
+/// that. So every script touches each key it may write *before* its first write: admission reads all
+/// its windows before `INCR seq`; settlement and replay `EXISTS` their keys first (`touch`); the others
+/// write one key. A stopped script has then changed nothing (at most trimmed expired window entries),
+/// and ``RedisClient`` may run it again.
 struct RedisScripts: Sendable {
     static let schemaVersion = 1
 
@@ -56,6 +64,10 @@ struct RedisScripts: Sendable {
         """
 
     static let prelude = """
+        -- touch every key before the first write (see "Slot migrations" in RedisScripts.swift)
+        local function touch(keys)
+          for _, k in ipairs(keys) do redis.call('EXISTS', k) end
+        end
         local function chunked(cmd, key, items)
           local out = {}
           for i = 1, #items, 500 do
@@ -249,9 +261,16 @@ struct RedisScripts: Sendable {
             local now = clock()
             local id = ARGV[2]
             local settled = P .. 'settled'
+            local pp = P .. 'provider:' .. ARGV[3] .. ':'
+            local touched = {settled, pp .. 'inflight', pp .. 'tpm:amounts', pp .. 'tpd:amounts', pp .. 'usage', pp .. 'failures', pp .. 'cooldown'}
+            if ARGV[4] ~= '' then
+              touched[#touched + 1] = P .. 'key:' .. ARGV[4] .. ':tpm:amounts'
+              touched[#touched + 1] = P .. 'key:' .. ARGV[4] .. ':usage'
+            end
+            if ARGV[18] ~= '' then touched[#touched + 1] = P .. 'model:' .. ARGV[18] .. ':usage' end
+            touch(touched)
             if redis.call('ZADD', settled, 'NX', now, id) == 0 then return 0 end
             redis.call('ZREMRANGEBYSCORE', settled, '-inf', now - 900000)
-            local pp = P .. 'provider:' .. ARGV[3] .. ':'
             redis.call('ZREM', pp .. 'inflight', id)
             local charged = tonumber(ARGV[6])
             tok_adjust(pp .. 'tpm', id, charged)
@@ -293,6 +312,9 @@ struct RedisScripts: Sendable {
     /// Counter replay after an outage. ARGV: prefix, batch id, then (hash key suffix, field, delta)…
     /// Applied once per batch id (a lost reply can be retried with the same id). Returns 1 or 0.
     static let replayBody = """
+            local touched = {P .. 'replayed:' .. ARGV[2]}
+            for i = 3, #ARGV, 3 do touched[#touched + 1] = P .. ARGV[i] end
+            touch(touched)
             if not redis.call('SET', P .. 'replayed:' .. ARGV[2], 1, 'NX', 'PX', DAY) then return 0 end
             for i = 3, #ARGV, 3 do
               redis.call('HINCRBY', P .. ARGV[i], ARGV[i + 1], tonumber(ARGV[i + 2]))

@@ -8,6 +8,8 @@ public final class RedisServer: @unchecked Sendable {
     // Safety: mutable state (`process`) is guarded by `lock`.
     public let port: Int
     public let directory: String
+    /// Added to the command line (e.g. `--cluster-enabled yes`, `--replicaof 127.0.0.1 <port>`).
+    public let extraArguments: [String]
     private let lock = NSLock()
     private var process: ManagedProcess?
 
@@ -23,7 +25,13 @@ public final class RedisServer: @unchecked Sendable {
     }
 
     /// Starts a server.
-    public init(port: Int? = nil) throws {
+    ///
+    /// - Parameters:
+    ///   - port: the port, else a free one.
+    ///   - extraArguments: more `redis-server` options; they run in ``directory`` (which holds e.g. a
+    ///     `cluster-config-file`).
+    public init(port: Int? = nil, extraArguments: [String] = []) throws {
+        self.extraArguments = extraArguments
         self.port = port ?? LocalPorts.free()
         self.directory = NSTemporaryDirectory() + "mux-redis-\(self.port)-\(UUID().uuidString.prefix(8))"
         try FileManager.default.createDirectory(atPath: self.directory, withIntermediateDirectories: true)
@@ -41,7 +49,7 @@ public final class RedisServer: @unchecked Sendable {
             arguments: [
                 "--port", String(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--dir", self.directory,
                 "--maxmemory-policy", "noeviction", "--daemonize", "no", "--protected-mode", "yes",
-            ],
+            ] + self.extraArguments,
             logPath: self.directory + "/redis.log")
         self.lock.withLock { self.process = p }
         let deadline = Date().addingTimeInterval(10)
@@ -66,18 +74,16 @@ public final class RedisServer: @unchecked Sendable {
 
     /// Runs `redis-cli` against this server and returns its output (for checks an operator would do).
     public func cli(_ args: [String]) throws -> String {
-        guard let exe = ManagedProcess.which("redis-cli") else { throw Failure.notInstalled }
-        let p = Process()
-        p.executableURL = URL(fileURLWithPath: exe)
-        p.arguments = ["-p", String(self.port), "--no-raw"] + args
-        let out = Pipe()
-        p.standardOutput = out
-        p.standardError = out
-        try p.run()
-        let data = out.fileHandleForReading.readDataToEndOfFile()
-        p.waitUntilExit()
-        return String(decoding: data, as: UTF8.self)
+        try RedisCLI.run(["-p", String(self.port), "--no-raw"] + args)
     }
+
+    /// Like ``cli(_:)`` but with `--raw` output: one value per line, no quoting (easy to parse).
+    public func rawCLI(_ args: [String]) throws -> String {
+        try RedisCLI.run(["-p", String(self.port), "--raw"] + args)
+    }
+
+    /// Whether the process is running.
+    public var isRunning: Bool { self.lock.withLock { self.process?.isRunning ?? false } }
 
     deinit {
         self.stop()

@@ -180,7 +180,8 @@ struct RedisQuotaStoreTests {
         let ns = "{\(f.namespace)}"
         #expect(try f.server.cli(["GET", "\(ns):provider:groq:cooldown"]).contains("rate_limited"))
         let ttl = Int(try f.server.cli(["PTTL", "\(ns):provider:groq:cooldown"]).filter(\.isNumber)) ?? 0
-        #expect(ttl > 29_000 && ttl <= 30_000)
+        // Real time passes between the settlement and redis-cli (seconds, on a machine busy with other suites).
+        #expect(ttl > 27_000 && ttl <= 30_000)
         #expect(try f.server.cli(["HGET", "\(ns):provider:groq:usage", "rate_limited"]).contains("1"))
         // Disabling by hand, as docs/redis-keys.md shows, is honoured by the next admission.
         _ = try f.server.cli(["SET", "\(ns):provider:other:disabled", "1"])

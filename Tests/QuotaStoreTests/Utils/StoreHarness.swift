@@ -34,6 +34,8 @@ struct InMemoryHarness: StoreHarness {
 enum StoreKind: String, CaseIterable, CustomTestStringConvertible, Sendable {
     case memory
     case redis
+    /// A 3-master Redis Cluster (one per test process, ``RedisCluster/shared``).
+    case redisCluster
 
     var testDescription: String { self.rawValue }
 
@@ -41,6 +43,7 @@ enum StoreKind: String, CaseIterable, CustomTestStringConvertible, Sendable {
         switch self {
         case .memory: InMemoryHarness()
         case .redis: try await RedisHarness()
+        case .redisCluster: try await RedisHarness(topology: RedisTopology(cluster: RedisCluster.sharedCluster().seeds))
         }
     }
 }
@@ -62,23 +65,25 @@ func withHarness(_ kind: StoreKind, _ body: (any StoreHarness) async throws -> V
 /// One real `redis-server` for the whole test process; every harness gets its own namespace.
 let sharedRedisServer: Result<RedisServer, any Error> = Result { try RedisServer() }
 
-/// ``RedisQuotaStore`` against a real `redis-server`, in a fresh namespace.
+/// ``RedisQuotaStore`` against a real `redis-server` (or a real Redis Cluster), in a fresh namespace.
 ///
 /// Virtual time: the store's scripts add `{ns}:clock_offset_ms` to Redis's `TIME`, so advancing moves
 /// that offset — and shortens the TTLs of cooldown keys by the same amount, since Redis expires keys on
 /// its real clock.
 struct RedisHarness: StoreHarness {
-    let server: RedisServer
     let redisStore: RedisQuotaStore
     let namespace: String
     var store: any QuotaStore { self.redisStore }
 
-    init(server: RedisServer? = nil, namespace: String? = nil, onUnavailable: RedisQuotaStore.UnavailablePolicy = .local, commandTimeout: Duration = .milliseconds(500)) async throws {
-        self.server = try server ?? sharedRedisServer.get()
+    /// - Parameter topology: where Redis is; the shared single server if `nil`.
+    init(
+        topology: RedisTopology? = nil, namespace: String? = nil, onUnavailable: RedisQuotaStore.UnavailablePolicy = .local,
+        commandTimeout: Duration = .milliseconds(500)
+    ) async throws {
         self.namespace = namespace ?? "t\(UInt32.random(in: 0...UInt32.max))"
         var config = RedisQuotaStore.Configuration(
-            endpoint: try RedisEndpoint(url: self.server.url), namespace: self.namespace, connectTimeout: .seconds(1), commandTimeout: commandTimeout,
-            onUnavailable: onUnavailable, nodeID: "test-node")
+            topology: try topology ?? .standalone(RedisEndpoint(url: sharedRedisServer.get().url)), namespace: self.namespace,
+            connectTimeout: .seconds(1), commandTimeout: commandTimeout, onUnavailable: onUnavailable, nodeID: "test-node")
         config.virtualClockForTesting = true
         self.redisStore = RedisQuotaStore(configuration: config)
         try await self.redisStore.connect()
