@@ -35,7 +35,7 @@ import Glibc
 ///
 /// ### Lifecycle
 /// The thread starts in `init`. Call ``shutdown()`` once when done: queued commands fail with
-/// ``RedisError/Code/shutdown`` and the thread is joined.
+/// ``RedisError/Code/shutdown`` and the thread exits by itself (shutdown does not block).
 public final class RedisClient: Sendable {
     /// Connection settings.
     public struct Configuration: Sendable {
@@ -166,12 +166,11 @@ public final class RedisClient: Sendable {
             return !s.stopping
         }
         guard first else { return }
+        // Wake the worker and return: it fails what is queued, closes the connection and exits on its own
+        // (holding the client until then). No join — shutdown is called from async code, and the worker
+        // may be inside a command timeout or a redirect pause.
         self.wake.signal()
-        let t = self.thread.withLock { t -> WorkerThread? in
-            defer { t = nil }
-            return t
-        }
-        t?.join()
+        self.thread.withLock { $0 = nil }
     }
 
     deinit {

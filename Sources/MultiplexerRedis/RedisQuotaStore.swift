@@ -124,7 +124,9 @@ public final class RedisQuotaStore: QuotaStore {
             configuration: .init(
                 topology: configuration.topology, routingKey: self.schemaKey, connectTimeout: configuration.connectTimeout,
                 commandTimeout: configuration.commandTimeout, redirectTimeout: configuration.redirectTimeout))
-        self.scripts = configuration.virtualClockForTesting ? .virtualClock : .production
+        let isCluster: Bool
+        if case .cluster = configuration.topology { isCluster = true } else { isCluster = false }
+        self.scripts = .variant(virtualClock: configuration.virtualClockForTesting, migrationSafe: isCluster)
     }
 
     /// Stops the connection thread.

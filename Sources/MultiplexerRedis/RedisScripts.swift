@@ -17,16 +17,32 @@
 struct RedisScripts: Sendable {
     static let schemaVersion = 1
 
-    /// The production scripts: time is Redis's `TIME`.
-    static let production = RedisScripts(virtualClock: false)
-    /// For tests only: time is `TIME` plus `{ns}:clock_offset_ms`, so tests can move time forward.
-    static let virtualClock = RedisScripts(virtualClock: true)
+    /// The scripts for a topology: `touch` costs one `EXISTS` per key and is needed only where a slot
+    /// can migrate (Redis Cluster); elsewhere it is a no-op.
+    ///
+    /// - Parameters:
+    ///   - virtualClock: tests only — time is `TIME` plus `{ns}:clock_offset_ms`, so tests can move time forward.
+    ///   - migrationSafe: touch every key before the first write (Redis Cluster).
+    static func variant(virtualClock: Bool, migrationSafe: Bool) -> RedisScripts {
+        switch (virtualClock, migrationSafe) {
+        case (false, false): Self.standalone
+        case (false, true): Self.cluster
+        case (true, false): Self.standaloneVirtualClock
+        case (true, true): Self.clusterVirtualClock
+        }
+    }
+
+    private static let standalone = RedisScripts(virtualClock: false, migrationSafe: false)
+    private static let cluster = RedisScripts(virtualClock: false, migrationSafe: true)
+    private static let standaloneVirtualClock = RedisScripts(virtualClock: true, migrationSafe: false)
+    private static let clusterVirtualClock = RedisScripts(virtualClock: true, migrationSafe: true)
 
     let admit, settle, replay, cooldown, renew, heartbeat, record, stats: RedisScript
 
-    init(virtualClock: Bool) {
+    init(virtualClock: Bool, migrationSafe: Bool) {
         let clock = virtualClock ? Self.virtualClockFunction : Self.clockFunction
-        func script(_ body: String) -> RedisScript { RedisScript(Self.header + clock + Self.prelude + body) }
+        let touch = migrationSafe ? Self.touchFunction : Self.noTouchFunction
+        func script(_ body: String) -> RedisScript { RedisScript(Self.header + clock + touch + Self.prelude + body) }
         self.admit = script(Self.admitBody)
         self.settle = script(Self.settleBody)
         self.replay = script(Self.replayBody)
@@ -63,11 +79,20 @@ struct RedisScripts: Sendable {
 
         """
 
-    static let prelude = """
+    static let touchFunction = """
         -- touch every key before the first write (see "Slot migrations" in RedisScripts.swift)
         local function touch(keys)
           for _, k in ipairs(keys) do redis.call('EXISTS', k) end
         end
+
+        """
+
+    static let noTouchFunction = """
+        local function touch(keys) end
+
+        """
+
+    static let prelude = """
         local function chunked(cmd, key, items)
           local out = {}
           for i = 1, #items, 500 do

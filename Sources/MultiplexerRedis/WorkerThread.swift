@@ -5,7 +5,7 @@ import Glibc
 #endif
 
 /// Starts a named OS thread (not from the Swift cooperative pool, not a NIO event loop) for blocking
-/// C calls, and joins it on request.
+/// C calls. The thread is detached: it ends when its body returns.
 final class WorkerThread: Sendable {
     private final class Box {
         let body: () -> Void
@@ -16,7 +16,7 @@ final class WorkerThread: Sendable {
         }
     }
 
-    /// The thread id; written once before `init` returns, then only read (by `join`).
+    /// The thread id; written once before `init` returns.
     private nonisolated(unsafe) var thread = pthread_t()
 
     init(name: String, _ body: @escaping @Sendable () -> Void) {
@@ -28,10 +28,7 @@ final class WorkerThread: Sendable {
             return nil
         }, box)
         precondition(rc == 0, "pthread_create failed: \(rc)")
+        pthread_detach(self.thread)
     }
 
-    /// Waits for the thread to finish.
-    func join() {
-        pthread_join(self.thread, nil)
-    }
 }

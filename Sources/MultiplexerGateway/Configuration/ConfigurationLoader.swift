@@ -159,6 +159,11 @@ private final class Walker {
                 self.fail(path + ".namespace", n, "must contain only letters, digits, '.', '_' and '-'")
             }
         }
+        if let n = m.take("password") {
+            if case .standalone = r.topology { self.fail(path + ".password", n, "only with sentinels or cluster (a url carries its own password)") } else {
+                r.password = self.string(n, path + ".password")
+            }
+        }
         if let n = m.take("timeout_ms") { r.timeoutMs = self.int(n, path + ".timeout_ms", 1...60_000) ?? r.timeoutMs }
         if let n = m.take("on_unavailable"), let v = self.string(n, path + ".on_unavailable") {
             if let p = GatewayConfiguration.UnavailablePolicy(rawValue: v) { r.onUnavailable = p } else {

@@ -34,6 +34,8 @@ public struct GatewayConfiguration: Sendable, CustomStringConvertible {
         public var namespace = "mux"
         public var timeoutMs = 50
         public var onUnavailable = UnavailablePolicy.local
+        /// AUTH password for Sentinel- or Cluster-managed data nodes (a `url` carries its own).
+        public var password: String?
         public init(topology: RedisTopology) {
             self.topology = topology
         }

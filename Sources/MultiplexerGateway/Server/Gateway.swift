@@ -37,14 +37,15 @@ public final class Gateway: Sendable {
             self.store = store
             self.redisStore = store as? RedisQuotaStore
         } else if let redis = configuration.redis {
-            let url: String
+            let topology: RedisTopology
             switch redis.topology {
-            case .standalone(let u): url = u
-            case .sentinel, .cluster:
-                throw ConfigurationError(problems: [.init(path: "redis", line: nil, message: "Sentinel and Cluster are not supported by this build yet")])
+            case .standalone(let url): topology = try RedisTopology(url: url)
+            case .sentinel(let sentinels, let master):
+                topology = try RedisTopology(sentinels: sentinels, masterName: master, password: redis.password)
+            case .cluster(let seeds): topology = try RedisTopology(cluster: seeds, password: redis.password)
             }
             let r = RedisQuotaStore(configuration: .init(
-                endpoint: try RedisEndpoint(url: url), namespace: redis.namespace, connectTimeout: .milliseconds(max(200, Int64(redis.timeoutMs))),
+                topology: topology, namespace: redis.namespace, connectTimeout: .milliseconds(max(200, Int64(redis.timeoutMs))),
                 commandTimeout: .milliseconds(Int64(redis.timeoutMs)),
                 onUnavailable: redis.onUnavailable == .local ? .local : .reject, nodeID: self.nodeID))
             self.store = r
