@@ -417,11 +417,15 @@ public final class RedisQuotaStore: QuotaStore {
         }
         switch tag {
         case 1:
-            guard a.count == 3, let id = a[1].int, let index = a[2].int, request.candidates.indices.contains(Int(index)) else {
+            guard a.count == 5, let id = a[1].int, let index = a[2].int, request.candidates.indices.contains(Int(index)) else {
                 throw RedisError(.protocolError, "unexpected admission reply")
             }
             let c = request.candidates[Int(index)]
-            return .admitted(Reservation(id: String(id), provider: c.provider, candidateIndex: Int(index), tier: c.tier, tokens: max(0, c.tokens), key: request.key?.name))
+            let remReq = a[3].int.flatMap { $0 >= 0 ? Int($0) : nil }, remTok = a[4].int.flatMap { $0 >= 0 ? Int($0) : nil }
+            return .admitted(
+                Reservation(
+                    id: String(id), provider: c.provider, candidateIndex: Int(index), tier: c.tier, tokens: max(0, c.tokens), key: request.key?.name,
+                    keyRemainingRequests: remReq, keyRemainingTokens: remTok))
         case 2:
             return .wait(ms(a[1]) ?? .milliseconds(1))
         case 3:

@@ -252,11 +252,18 @@ struct RedisScripts: Sendable {
                 if tpm >= 0 then tok_add(pp .. 'tpm', MIN, id, tokens, now) end
                 if tpd >= 0 then tok_add(pp .. 'tpd', DAY, id, tokens, now) end
                 redis.call('ZADD', ik, now + lease, id)
+                local remReq, remTok = -1, -1
                 if keyName ~= '' then
-                  if keyRpm >= 0 then req_add(KP .. 'rpm', MIN, id, now) end
-                  if keyTpm >= 0 then tok_add(KP .. 'tpm', MIN, id, tokens, now) end
+                  if keyRpm >= 0 then
+                    req_add(KP .. 'rpm', MIN, id, now)
+                    remReq = math.max(0, keyRpm - redis.call('ZCARD', KP .. 'rpm'))
+                  end
+                  if keyTpm >= 0 then
+                    tok_add(KP .. 'tpm', MIN, id, tokens, now)
+                    remTok = math.max(0, keyTpm - tonumber(redis.call('HGET', KP .. 'tpm:amounts', '_sum') or '0'))
+                  end
                 end
-                return {1, id, i}
+                return {1, id, i, remReq, remTok}
               end
               if providerBlocked then onlyKey = false end
               local ra = -1

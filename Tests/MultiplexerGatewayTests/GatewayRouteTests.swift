@@ -125,6 +125,8 @@ struct GatewayErrorTests {
             let ok = try await f.chat(headers: ["authorization": "Bearer key-of-team-a"])
             #expect(ok.status == 200)
             #expect(ok.headers["x-ratelimit-limit-requests"] == "2" && ok.headers["x-ratelimit-limit-tokens"] == "100000")
+            #expect(ok.headers["x-ratelimit-remaining-requests"] == "1")
+            #expect(Int(ok.headers["x-ratelimit-remaining-tokens"] ?? "") ?? 0 > 98_000)
             #expect(try await f.chat(headers: ["api-key": "key-of-team-a"]).status == 200)
             let limited = try await f.chat(headers: ["authorization": "Bearer key-of-team-a"])
             #expect(limited.status == 429 && limited.errorCode == "rate_limit_exceeded")

@@ -220,9 +220,11 @@ struct QuotaStoreContractTests {
     @Test(arguments: StoreKind.allCases)
     func aKeyRejectionConsumesNoProviderQuota(_ kind: StoreKind) async throws {
         try await withHarness(kind) { h in
-            let key = KeyAdmission(name: "team-a", limits: KeyLimits(rpm: 2))
+            let key = KeyAdmission(name: "team-a", limits: KeyLimits(rpm: 2, tpm: 1000))
             let c = Self.candidate("p-key", limits: ProviderLimits(rpm: 10, tpm: 10_000, maxConcurrent: 10), tokens: 100)
-            #expect(try await Self.admittedCount(h.store, c, tries: 2, key: key) == 2)
+            let first = try Self.reservation(try await Self.admitOne(h.store, c, key: key))
+            #expect(first.keyRemainingRequests == 1 && first.keyRemainingTokens == 900)
+            #expect(try await Self.admittedCount(h.store, c, tries: 1, key: key) == 1)
             let d = try await Self.admitOne(h.store, c, key: key)
             guard case .keyLimited(let ra) = d else { Issue.record("expected keyLimited, got \(d)"); return }
             #expect(Self.near(ra, .seconds(60)))

@@ -138,13 +138,22 @@ public struct QuotaState: Sendable {
         if c.limits.tpd != nil { ps.tpd.add(time: now, id: id, amount: tokens) }
         ps.inFlight[id] = now + max(1, c.lease.millisecondsRoundedUp)
         self.providers[c.provider] = ps
+        var remainingRequests: Int?, remainingTokens: Int?
         if let key {
             var ks = self.keys[key.name, default: KeyState()]
-            if key.limits.rpm != nil { ks.rpm.add(time: now, id: id, amount: 1) }
-            if key.limits.tpm != nil { ks.tpm.add(time: now, id: id, amount: tokens) }
+            if let l = key.limits.rpm {
+                ks.rpm.add(time: now, id: id, amount: 1)
+                remainingRequests = max(0, l - ks.rpm.count)
+            }
+            if let l = key.limits.tpm {
+                ks.tpm.add(time: now, id: id, amount: tokens)
+                remainingTokens = max(0, l - Int(ks.tpm.sum))
+            }
             self.keys[key.name] = ks
         }
-        return Reservation(id: String(id), provider: c.provider, candidateIndex: index, tier: c.tier, tokens: c.tokens, key: key?.name)
+        return Reservation(
+            id: String(id), provider: c.provider, candidateIndex: index, tier: c.tier, tokens: c.tokens, key: key?.name,
+            keyRemainingRequests: remainingRequests, keyRemainingTokens: remainingTokens)
     }
 
     // MARK: Settlement

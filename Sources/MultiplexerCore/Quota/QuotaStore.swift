@@ -141,14 +141,23 @@ public struct Reservation: Sendable, Hashable {
     public var tokens: Int
     /// The client key, if any.
     public var key: String?
+    /// What is left of the client key's request and token limits after this admission (for the
+    /// `x-ratelimit-remaining-*` headers); `nil` where the key has no such limit.
+    public var keyRemainingRequests: Int?
+    public var keyRemainingTokens: Int?
 
-    public init(id: String, provider: String, candidateIndex: Int, tier: Tier, tokens: Int, key: String?) {
+    public init(
+        id: String, provider: String, candidateIndex: Int, tier: Tier, tokens: Int, key: String?, keyRemainingRequests: Int? = nil,
+        keyRemainingTokens: Int? = nil
+    ) {
         self.id = id
         self.provider = provider
         self.candidateIndex = candidateIndex
         self.tier = tier
         self.tokens = tokens
         self.key = key
+        self.keyRemainingRequests = keyRemainingRequests
+        self.keyRemainingTokens = keyRemainingTokens
     }
 }
 

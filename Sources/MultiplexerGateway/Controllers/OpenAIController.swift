@@ -167,6 +167,8 @@ struct OpenAIController: Sendable {
 
         switch result.outcome {
         case .served(let served, let pending):
+            if let r = served.reservation.keyRemainingRequests { headers[HTTPField.Name("x-ratelimit-remaining-requests")!] = String(r) }
+            if let t = served.reservation.keyRemainingTokens { headers[HTTPField.Name("x-ratelimit-remaining-tokens")!] = String(t) }
             log.provider = served.provider.name
             log.fallback = served.tier == .fallback
             headers[Self.providerHeader] = served.provider.name
@@ -201,6 +203,7 @@ struct OpenAIController: Sendable {
                 .rateLimited("Every provider for '\(group.name)' is at its rate limit or cooling down. Retry after the time in Retry-After.", retryAfter: retryAfter ?? .seconds(1)),
                 requestID: requestID, headers: headers)
         case .keyLimited(let retryAfter):
+            if key?.limits.rpm != nil { headers[HTTPField.Name("x-ratelimit-remaining-requests")!] = "0" }
             return Self.error(
                 .rateLimited("Rate limit reached for your API key. Retry after the time in Retry-After.", retryAfter: retryAfter ?? .seconds(60)),
                 requestID: requestID, headers: headers)
