@@ -75,7 +75,9 @@ private final class Walker {
         if let s = top.take("server") { c.server = self.server(s, "server") }
         if let r = top.take("redis") { c.redis = self.redis(r, "redis") }
         if let p = top.take("providers") {
-            c.providers = self.list(p, "providers").compactMap { self.provider($0.node, $0.path) }
+            let items = self.list(p, "providers")
+            if items.isEmpty && p.sequence != nil { self.fail("providers", p, "needs at least one provider") }
+            c.providers = items.compactMap { self.provider($0.node, $0.path) }
         } else {
             self.fail("providers", root, "missing required key")
         }
@@ -84,7 +86,9 @@ private final class Walker {
             names[p.name, default: 0] += 1
         }
         if let m = top.take("models") {
-            c.models = self.list(m, "models").compactMap { self.model($0.node, $0.path, providers: Set(c.providers.map(\.name))) }
+            let items = self.list(m, "models")
+            if items.isEmpty && m.sequence != nil { self.fail("models", m, "needs at least one model group") }
+            c.models = items.compactMap { self.model($0.node, $0.path, providers: Set(c.providers.map(\.name))) }
         } else {
             self.fail("models", root, "missing required key")
         }
