@@ -103,6 +103,9 @@ public final class RedisQuotaStore: QuotaStore {
         /// A counter batch sent but not acknowledged: retried with the same id.
         var inflightBatch: (id: String, entries: [String])?
         var batchSeq = 0
+        /// ``run()`` is active: successful settlements are queued in `deferred`.
+        var running = false
+        var deferred: [Settlement] = []
     }
 
     public let configuration: Configuration
@@ -112,6 +115,8 @@ public final class RedisQuotaStore: QuotaStore {
     private let schemaKey: String
     private let scripts: RedisScripts
     private let local = Mutex(Local())
+    /// Wakes the background writer of deferred settlements (at most one pending wake-up).
+    private let drainSignal = AsyncStream.makeStream(of: Void.self, bufferingPolicy: .bufferingNewest(1))
     private let origin = ContinuousClock.now
     /// Distinguishes this process's replay batches from those of an earlier run with the same node id.
     private let incarnation = UInt64.random(in: 1...UInt64.max)
@@ -146,7 +151,7 @@ public final class RedisQuotaStore: QuotaStore {
 
     /// Whether buffered counters or settlements wait for Redis.
     public var hasPendingReplay: Bool {
-        self.local.withLock { !$0.settlements.isEmpty || !$0.counters.isEmpty || $0.inflightBatch != nil }
+        self.local.withLock { !$0.settlements.isEmpty || !$0.counters.isEmpty || $0.inflightBatch != nil || !$0.deferred.isEmpty }
     }
 
     private var localNow: Int64 {
@@ -165,14 +170,40 @@ public final class RedisQuotaStore: QuotaStore {
     }
 
     /// Heartbeats, tracks the live-node count and replays buffered counters, until cancelled.
+    ///
+    /// While it runs, successful settlements are written in the background (see ``settle(_:)``); when it
+    /// is cancelled it writes what is still queued before it returns.
     public func run() async {
-        while !Task.isCancelled {
-            _ = try? await self.heartbeat(nodeID: self.configuration.nodeID)
-            do {
-                try await Task.sleep(for: self.configuration.heartbeatInterval)
-            } catch {
-                return
+        self.local.withLock { $0.running = true }
+        await withDiscardingTaskGroup { group in
+            group.addTask {
+                while !Task.isCancelled {
+                    _ = try? await self.heartbeat(nodeID: self.configuration.nodeID)
+                    do {
+                        try await Task.sleep(for: self.configuration.heartbeatInterval)
+                    } catch {
+                        return
+                    }
+                }
             }
+            group.addTask {
+                for await _ in self.drainSignal.stream { await self.drainDeferred() }
+            }
+        }
+        // Cancelled: stop deferring, then write whatever is still queued.
+        self.local.withLock { $0.running = false }
+        await self.drainDeferred()
+    }
+
+    /// Writes the queued successful settlements, concurrently so the client pipelines them.
+    private func drainDeferred() async {
+        let batch = self.local.withLock { l -> [Settlement] in
+            defer { l.deferred.removeAll(keepingCapacity: true) }
+            return l.deferred
+        }
+        guard !batch.isEmpty else { return }
+        await withDiscardingTaskGroup { group in
+            for s in batch { group.addTask { await self.settleNow(s) } }
         }
     }
 
@@ -207,11 +238,33 @@ public final class RedisQuotaStore: QuotaStore {
         return try Self.decodeAdmission(reply, request: request)
     }
 
+    /// Settles an attempt.
+    ///
+    /// A **successful** attempt's settlement (refund, slot release, counters) is queued and written by
+    /// ``run()`` in the background, so a request's response does not wait for it and settlements of
+    /// concurrent requests share pipelines. Failures — 429 cooldowns, failure counts, 401s — are written
+    /// before this returns, so the request's next attempt (and every node) sees them. Without ``run()``
+    /// everything is written before returning.
     public func settle(_ settlement: Settlement) async {
         if settlement.reservation.id.hasPrefix("L") {
             self.settleLocally(settlement)
             return
         }
+        if case .success = settlement.result {
+            let queued = self.local.withLock { l -> Bool in
+                guard l.running else { return false }
+                l.deferred.append(settlement)
+                return true
+            }
+            if queued {
+                self.drainSignal.continuation.yield()
+                return
+            }
+        }
+        await self.settleNow(settlement)
+    }
+
+    private func settleNow(_ settlement: Settlement) async {
         do {
             try await self.writeSettlement(settlement)
             self.markConnected()

@@ -11,8 +11,8 @@ public struct QuotaState: Sendable {
     public static let nodeLiveness: Int64 = 10_000
 
     struct ProviderState: Sendable {
-        var rpm = SlidingWindow(lengthMs: minute)
-        var rpd = SlidingWindow(lengthMs: day)
+        var rpm = SlidingWindow(lengthMs: minute, unit: true)
+        var rpd = SlidingWindow(lengthMs: day, unit: true)
         var tpm = SlidingWindow(lengthMs: minute)
         var tpd = SlidingWindow(lengthMs: day)
         var inFlight: [UInt64: Int64] = [:]  // reservation id -> lease expiry
@@ -34,7 +34,7 @@ public struct QuotaState: Sendable {
     }
 
     struct KeyState: Sendable {
-        var rpm = SlidingWindow(lengthMs: minute)
+        var rpm = SlidingWindow(lengthMs: minute, unit: true)
         var tpm = SlidingWindow(lengthMs: minute)
         var usage = UsageCounters()
     }
@@ -47,25 +47,31 @@ public struct QuotaState: Sendable {
 
     public init() {}
 
+    // MARK: In-place access
+
+    /// Mutates a provider's state in place (through the dictionary's modify accessor): copying the state
+    /// out and back would copy every window buffer on each request.
+    private mutating func withProvider<R>(_ name: String, _ body: (inout ProviderState) -> R) -> R {
+        body(&self.providers[name, default: ProviderState()])
+    }
+
+    private mutating func withKey<R>(_ name: String, _ body: (inout KeyState) -> R) -> R {
+        body(&self.keys[name, default: KeyState()])
+    }
+
     // MARK: Admission
 
     /// Decides an admission at time `now`; see ``QuotaStore/admit(_:)``.
     public mutating func admit(_ request: AdmissionRequest, now: Int64) -> AdmissionDecision {
-        var keyTPMFitsAt: (Int) -> Int64? = { _ in now }
         if let key = request.key {
-            var ks = self.keys[key.name, default: KeyState()]
-            ks.rpm.prune(now: now)
-            ks.tpm.prune(now: now)
-            self.keys[key.name] = ks
-            if let rpm = key.limits.rpm, let at = ks.rpm.fitsAt(amount: 1, limit: Int64(rpm), now: now), at > now {
-                return .keyLimited(retryAfter: .milliseconds(at - now))
-            } else if let rpm = key.limits.rpm, rpm < 1 {
-                return .keyLimited(retryAfter: nil)
+            let limited: AdmissionDecision? = self.withKey(key.name) { ks in
+                ks.rpm.prune(now: now)
+                ks.tpm.prune(now: now)
+                guard let rpm = key.limits.rpm else { return nil }
+                guard let at = ks.rpm.fitsAt(amount: 1, limit: Int64(rpm), now: now) else { return .keyLimited(retryAfter: nil) }
+                return at > now ? .keyLimited(retryAfter: .milliseconds(at - now)) : nil
             }
-            if let tpm = key.limits.tpm {
-                let window = ks.tpm
-                keyTPMFitsAt = { tokens in window.fitsAt(amount: Int64(tokens), limit: Int64(tpm), now: now) }
-            }
+            if let limited { return limited }
         }
 
         var blocked: [BlockedCandidate] = []
@@ -76,40 +82,42 @@ public struct QuotaState: Sendable {
             if c.tier == .fallback, let wait = request.tierWait, let p = earliestPrimary, p - now <= wait.millisecondsRoundedUp {
                 return .wait(.milliseconds(max(1, p - now)))
             }
-            var ps = self.providers[c.provider, default: ProviderState()]
-            ps.prune(now: now)
-            self.providers[c.provider] = ps
             let tokens = Int64(max(0, c.tokens))
-
             var reason: BlockReason?
             var freeAt: Int64? = now
             func block(_ r: BlockReason, _ at: Int64?) {
                 if reason == nil { reason = r }
                 if let f = freeAt { freeAt = at.map { max(f, $0) } }
             }
-            if ps.disabled { block(.disabled, nil) }
-            if ps.cooldownUntil > now { block(.cooldown, ps.cooldownUntil) }
-            if let l = c.limits.rpm, let at = ps.rpm.fitsAt(amount: 1, limit: Int64(l), now: now) {
-                if at > now { block(.rpm, at) }
-            } else if c.limits.rpm != nil { block(.rpm, nil) }
-            if let l = c.limits.rpd, let at = ps.rpd.fitsAt(amount: 1, limit: Int64(l), now: now) {
-                if at > now { block(.rpd, at) }
-            } else if c.limits.rpd != nil { block(.rpd, nil) }
-            if let l = c.limits.tpm, let at = ps.tpm.fitsAt(amount: tokens, limit: Int64(l), now: now) {
-                if at > now { block(.tpm, at) }
-            } else if c.limits.tpm != nil { block(.tpm, nil) }
-            if let l = c.limits.tpd, let at = ps.tpd.fitsAt(amount: tokens, limit: Int64(l), now: now) {
-                if at > now { block(.tpd, at) }
-            } else if c.limits.tpd != nil { block(.tpd, nil) }
-            if let l = c.limits.maxConcurrent, ps.inFlight.count >= l {
-                let soonest = ps.inFlight.values.min().map { min($0, now + Self.concurrencyHint) } ?? now + Self.concurrencyHint
-                block(.concurrency, l < 1 ? nil : soonest)
+            self.withProvider(c.provider) { ps in
+                ps.prune(now: now)
+                if ps.disabled { block(.disabled, nil) }
+                if ps.cooldownUntil > now { block(.cooldown, ps.cooldownUntil) }
+                if let l = c.limits.rpm {
+                    let at = ps.rpm.fitsAt(amount: 1, limit: Int64(l), now: now)
+                    if at == nil || at! > now { block(.rpm, at) }
+                }
+                if let l = c.limits.rpd {
+                    let at = ps.rpd.fitsAt(amount: 1, limit: Int64(l), now: now)
+                    if at == nil || at! > now { block(.rpd, at) }
+                }
+                if let l = c.limits.tpm {
+                    let at = ps.tpm.fitsAt(amount: tokens, limit: Int64(l), now: now)
+                    if at == nil || at! > now { block(.tpm, at) }
+                }
+                if let l = c.limits.tpd {
+                    let at = ps.tpd.fitsAt(amount: tokens, limit: Int64(l), now: now)
+                    if at == nil || at! > now { block(.tpd, at) }
+                }
+                if let l = c.limits.maxConcurrent, ps.inFlight.count >= l {
+                    let soonest = ps.inFlight.values.min().map { min($0, now + Self.concurrencyHint) } ?? now + Self.concurrencyHint
+                    block(.concurrency, l < 1 ? nil : soonest)
+                }
             }
             let providerBlocked = reason != nil
-            if let at = keyTPMFitsAt(c.tokens) {
-                if at > now { block(.keyTPM, at) }
-            } else {
-                block(.keyTPM, nil)
+            if let key = request.key, let tpm = key.limits.tpm {
+                let at = self.keys[key.name]?.tpm.fitsAt(amount: tokens, limit: Int64(tpm), now: now)
+                if at == nil || at! > now { block(.keyTPM, at) }
             }
 
             guard let r = reason else {
@@ -131,25 +139,25 @@ public struct QuotaState: Sendable {
         self.nextID += 1
         let id = self.nextID
         let tokens = Int64(max(0, c.tokens))
-        var ps = self.providers[c.provider, default: ProviderState()]
-        if c.limits.rpm != nil { ps.rpm.add(time: now, id: id, amount: 1) }
-        if c.limits.rpd != nil { ps.rpd.add(time: now, id: id, amount: 1) }
-        if c.limits.tpm != nil { ps.tpm.add(time: now, id: id, amount: tokens) }
-        if c.limits.tpd != nil { ps.tpd.add(time: now, id: id, amount: tokens) }
-        ps.inFlight[id] = now + max(1, c.lease.millisecondsRoundedUp)
-        self.providers[c.provider] = ps
+        self.withProvider(c.provider) { ps in
+            if c.limits.rpm != nil { ps.rpm.add(time: now, id: id, amount: 1) }
+            if c.limits.rpd != nil { ps.rpd.add(time: now, id: id, amount: 1) }
+            if c.limits.tpm != nil { ps.tpm.add(time: now, id: id, amount: tokens) }
+            if c.limits.tpd != nil { ps.tpd.add(time: now, id: id, amount: tokens) }
+            ps.inFlight[id] = now + max(1, c.lease.millisecondsRoundedUp)
+        }
         var remainingRequests: Int?, remainingTokens: Int?
         if let key {
-            var ks = self.keys[key.name, default: KeyState()]
-            if let l = key.limits.rpm {
-                ks.rpm.add(time: now, id: id, amount: 1)
-                remainingRequests = max(0, l - ks.rpm.count)
+            self.withKey(key.name) { ks in
+                if let l = key.limits.rpm {
+                    ks.rpm.add(time: now, id: id, amount: 1)
+                    remainingRequests = max(0, l - ks.rpm.count)
+                }
+                if let l = key.limits.tpm {
+                    ks.tpm.add(time: now, id: id, amount: tokens)
+                    remainingTokens = max(0, l - Int(ks.tpm.sum))
+                }
             }
-            if let l = key.limits.tpm {
-                ks.tpm.add(time: now, id: id, amount: tokens)
-                remainingTokens = max(0, l - Int(ks.tpm.sum))
-            }
-            self.keys[key.name] = ks
         }
         return Reservation(
             id: String(id), provider: c.provider, candidateIndex: index, tier: c.tier, tokens: c.tokens, key: key?.name,
@@ -164,44 +172,42 @@ public struct QuotaState: Sendable {
         let id = UInt64(r.id) ?? 0
         let charged = Int64(s.result.chargedTokens(reserved: r.tokens))
         let delta = UsageCounters.delta(for: s)
-        var ps = self.providers[r.provider, default: ProviderState()]
-        ps.inFlight[id] = nil
-        ps.tpm.adjust(id: id, to: charged)
-        ps.tpd.adjust(id: id, to: charged)
-        ps.usage.add(delta)
-        switch s.result {
-        case .success:
-            ps.failures = 0
-        case .failure:
-            ps.failures += 1
-            if ps.failures >= max(1, s.failureThreshold) {
+        self.withProvider(r.provider) { ps in
+            ps.inFlight[id] = nil
+            ps.tpm.adjust(id: id, to: charged)
+            ps.tpd.adjust(id: id, to: charged)
+            ps.usage.add(delta)
+            switch s.result {
+            case .success:
                 ps.failures = 0
-                Self.extendCooldown(&ps, until: now + s.failureCooldown.millisecondsRoundedUp, reason: .failures)
+            case .failure:
+                ps.failures += 1
+                if ps.failures >= max(1, s.failureThreshold) {
+                    ps.failures = 0
+                    Self.extendCooldown(&ps, until: now + s.failureCooldown.millisecondsRoundedUp, reason: .failures)
+                }
+            case .rateLimited(let d):
+                Self.extendCooldown(&ps, until: now + d.millisecondsRoundedUp, reason: .rateLimited)
+            case .unauthorized(let d):
+                Self.extendCooldown(&ps, until: now + d.millisecondsRoundedUp, reason: .unauthorized)
+            case .contextLengthExceeded, .clientError, .abandoned:
+                break
             }
-        case .rateLimited(let d):
-            Self.extendCooldown(&ps, until: now + d.millisecondsRoundedUp, reason: .rateLimited)
-        case .unauthorized(let d):
-            Self.extendCooldown(&ps, until: now + d.millisecondsRoundedUp, reason: .unauthorized)
-        case .contextLengthExceeded, .clientError, .abandoned:
-            break
         }
-        self.providers[r.provider] = ps
         if let key = r.key {
-            var ks = self.keys[key, default: KeyState()]
-            ks.tpm.adjust(id: id, to: charged)
-            ks.usage.add(delta)
-            self.keys[key] = ks
+            self.withKey(key) { ks in
+                ks.tpm.adjust(id: id, to: charged)
+                ks.usage.add(delta)
+            }
         }
         if let e = s.modelEvent { self.record(e) }
     }
 
     /// Counts a client request against its model group.
     public mutating func record(_ e: ModelEvent) {
-        var m = self.models[e.group, default: ModelCounters()]
-        m.requests += 1
-        if e.fallback { m.fallbacks += 1 }
-        if e.exhausted { m.exhausted += 1 }
-        self.models[e.group] = m
+        self.models[e.group, default: ModelCounters()].requests += 1
+        if e.fallback { self.models[e.group, default: ModelCounters()].fallbacks += 1 }
+        if e.exhausted { self.models[e.group, default: ModelCounters()].exhausted += 1 }
     }
 
     static func extendCooldown(_ ps: inout ProviderState, until: Int64, reason: CooldownReason) {
@@ -219,10 +225,10 @@ public struct QuotaState: Sendable {
     }
 
     public mutating func setCooldown(provider: String, for duration: Duration, reason: CooldownReason, now: Int64) -> Duration {
-        var ps = self.providers[provider, default: ProviderState()]
-        Self.extendCooldown(&ps, until: now + duration.millisecondsRoundedUp, reason: reason)
-        self.providers[provider] = ps
-        return .milliseconds(max(0, ps.cooldownUntil - now))
+        self.withProvider(provider) { ps in
+            Self.extendCooldown(&ps, until: now + duration.millisecondsRoundedUp, reason: reason)
+            return .milliseconds(max(0, ps.cooldownUntil - now))
+        }
     }
 
     public mutating func clearCooldown(provider: String) {
@@ -244,8 +250,8 @@ public struct QuotaState: Sendable {
     public mutating func stats(_ q: StatsQuery, now: Int64) -> FleetStats {
         var out = FleetStats()
         for name in q.providers ?? self.providers.keys.sorted() {
-            var ps = self.providers[name] ?? ProviderState()
-            ps.prune(now: now)
+            if self.providers[name] != nil { self.providers[name]!.prune(now: now) }
+            let ps = self.providers[name] ?? ProviderState()
             var w = WindowUse()
             w.rpm = ps.rpm.count
             w.rpd = ps.rpd.count
@@ -261,9 +267,11 @@ public struct QuotaState: Sendable {
                     disabled: ps.disabled, consecutiveFailures: ps.failures))
         }
         for name in q.keys ?? self.keys.keys.sorted() {
-            var ks = self.keys[name] ?? KeyState()
-            ks.rpm.prune(now: now)
-            ks.tpm.prune(now: now)
+            if self.keys[name] != nil {
+                self.keys[name]!.rpm.prune(now: now)
+                self.keys[name]!.tpm.prune(now: now)
+            }
+            let ks = self.keys[name] ?? KeyState()
             var w = WindowUse()
             w.rpm = ks.rpm.count
             w.tpm = Int(ks.tpm.sum)

@@ -2,16 +2,20 @@
 ///
 /// Each entry (time, id, amount) counts while `time > now - length`. Amounts can be adjusted after the
 /// fact (token settlement); the running sum makes the fit check O(1) and pruning amortised O(1).
+/// A *unit* window (requests: every amount is 1 and never changes) keeps no per-entry amounts, and
+/// finds when it frees up by index, in O(1).
 struct SlidingWindow: Sendable {
     let length: Int64
+    let unit: Bool
     private var times: [Int64] = []
     private var ids: [UInt64] = []
     private var head = 0
     private var amounts: [UInt64: Int64] = [:]
     private(set) var sum: Int64 = 0
 
-    init(lengthMs: Int64) {
+    init(lengthMs: Int64, unit: Bool = false) {
         self.length = lengthMs
+        self.unit = unit
     }
 
     var count: Int { self.times.count - self.head }
@@ -19,12 +23,16 @@ struct SlidingWindow: Sendable {
     /// Drops entries that have left the window at `now`.
     mutating func prune(now: Int64) {
         while self.head < self.times.count, self.times[self.head] + self.length <= now {
-            if let a = self.amounts.removeValue(forKey: self.ids[self.head]) { self.sum -= a }
+            if self.unit {
+                self.sum -= 1
+            } else if let a = self.amounts.removeValue(forKey: self.ids[self.head]) {
+                self.sum -= a
+            }
             self.head += 1
         }
         if self.head > 64, self.head * 2 > self.times.count {
             self.times.removeFirst(self.head)
-            self.ids.removeFirst(self.head)
+            if !self.unit { self.ids.removeFirst(self.head) }
             self.head = 0
         }
     }
@@ -35,6 +43,11 @@ struct SlidingWindow: Sendable {
         if amount > limit { return nil }
         var excess = self.sum + amount - limit
         if excess <= 0 { return now }
+        if self.unit {
+            // Each entry frees 1: the `excess`-th oldest entry's expiry.
+            let i = self.head + Int(excess) - 1
+            return i < self.times.count ? self.times[i] + self.length : nil
+        }
         var i = self.head
         while i < self.times.count {
             excess -= self.amounts[self.ids[i]] ?? 0
@@ -47,6 +60,10 @@ struct SlidingWindow: Sendable {
     /// Adds an entry (times must be non-decreasing; the store's clock is monotonic).
     mutating func add(time: Int64, id: UInt64, amount: Int64) {
         self.times.append(time)
+        if self.unit {
+            self.sum += 1
+            return
+        }
         self.ids.append(id)
         self.amounts[id] = amount
         self.sum += amount
@@ -54,7 +71,7 @@ struct SlidingWindow: Sendable {
 
     /// Changes the amount of a still-live entry; an entry that already left the window is not revived.
     mutating func adjust(id: UInt64, to amount: Int64) {
-        guard let old = self.amounts[id] else { return }
+        guard !self.unit, let old = self.amounts[id] else { return }
         self.amounts[id] = amount
         self.sum += amount - old
     }

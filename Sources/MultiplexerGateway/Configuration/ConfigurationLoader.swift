@@ -53,6 +53,8 @@ public enum ConfigurationLoader {
 
 /// Walks the YAML tree, collecting values and problems.
 private final class Walker {
+    /// Largest limit accepted: 2^50 stays exact in the Lua scripts' double arithmetic.
+    static let maxLimit = 1 << 50
     var problems: [ConfigurationError.Problem] = []
     let environment: [String: String]
 
@@ -197,7 +199,7 @@ private final class Walker {
         var p = Provider(name: name ?? "", baseURL: baseURL ?? "", model: model ?? "")
         if let n = m.take("api_key") { p.apiKey = self.string(n, path + ".api_key") ?? "" }
         if let n = m.take("limits"), let l = self.map(n, path + ".limits") {
-            func limit(_ k: String) -> Int? { l.take(k).flatMap { self.int($0, "\(path).limits.\(k)", 1...Int(Int32.max)) } }
+            func limit(_ k: String) -> Int? { l.take(k).flatMap { self.int($0, "\(path).limits.\(k)", 1...Self.maxLimit) } }
             p.limits = ProviderLimits(rpm: limit("rpm"), rpd: limit("rpd"), tpm: limit("tpm"), tpd: limit("tpd"), maxConcurrent: limit("max_concurrent"))
             l.finish()
         }
@@ -290,8 +292,8 @@ private final class Walker {
         var k = GatewayConfiguration.Key(name: name ?? "", secret: secret ?? .plain(""))
         if let n = m.take("limits"), let l = self.map(n, path + ".limits") {
             k.limits = KeyLimits(
-                rpm: l.take("rpm").flatMap { self.int($0, path + ".limits.rpm", 1...Int(Int32.max)) },
-                tpm: l.take("tpm").flatMap { self.int($0, path + ".limits.tpm", 1...Int(Int32.max)) })
+                rpm: l.take("rpm").flatMap { self.int($0, path + ".limits.rpm", 1...Self.maxLimit) },
+                tpm: l.take("tpm").flatMap { self.int($0, path + ".limits.tpm", 1...Self.maxLimit) })
             l.finish()
         }
         if let n = m.take("models") {

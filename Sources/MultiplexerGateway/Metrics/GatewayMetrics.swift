@@ -1,5 +1,6 @@
 import MultiplexerCore
 public import Prometheus
+import Synchronization
 
 /// The gateway's Prometheus series. Dimensions are bounded by configuration (model groups, providers,
 /// status codes); never a request id or a key.
@@ -16,6 +17,9 @@ public import Prometheus
 public final class GatewayMetrics: Sendable {
     /// The registry `/metrics` renders.
     public let registry: PrometheusCollectorRegistry
+    /// Metric objects by their labels, so a request costs one dictionary lookup, not a registry call.
+    private let counters = Mutex<[CounterKey: Counter]>([:])
+    private let histograms = Mutex<[String: DurationHistogram]>([:])
     let inFlight: Gauge
     let storeAvailable: Gauge
     let admission: DurationHistogram
@@ -46,8 +50,24 @@ public final class GatewayMetrics: Sendable {
             descriptor: Self.name("store_admission_duration", "seconds", "Quota store admission round trip"), labels: [], buckets: Self.storeBuckets)
     }
 
+    private struct CounterKey: Hashable {
+        var kind: UInt8
+        var a: String
+        var b: String
+        var c: Int
+    }
+
+    private func counter(_ key: CounterKey, _ make: () -> Counter) -> Counter {
+        if let c = self.counters.withLock({ $0[key] }) { return c }
+        let c = make()
+        self.counters.withLock { $0[key] = c }
+        return c
+    }
+
     func request(model: String, provider: String, status: Int) {
-        self.registry.makeCounter(descriptor: Self.requests, labels: [("model", model), ("provider", provider), ("status", String(status))]).increment()
+        self.counter(CounterKey(kind: 0, a: model, b: provider, c: status)) {
+            self.registry.makeCounter(descriptor: Self.requests, labels: [("model", model), ("provider", provider), ("status", String(status))])
+        }.increment()
     }
 
     func attempt(_ a: AttemptRecord) {
@@ -61,8 +81,17 @@ public final class GatewayMetrics: Sendable {
         case .clientError: outcome = "client_error"
         case .cancelled: outcome = "cancelled"
         }
-        self.registry.makeCounter(descriptor: Self.attempts, labels: [("provider", a.provider), ("outcome", outcome)]).increment()
-        self.registry.makeDurationHistogram(descriptor: Self.upstreamDuration, labels: [("provider", a.provider)], buckets: Self.latencyBuckets).record(a.latency)
+        self.counter(CounterKey(kind: 1, a: a.provider, b: outcome, c: 0)) {
+            self.registry.makeCounter(descriptor: Self.attempts, labels: [("provider", a.provider), ("outcome", outcome)])
+        }.increment()
+        let h: DurationHistogram
+        if let cached = self.histograms.withLock({ $0[a.provider] }) {
+            h = cached
+        } else {
+            h = self.registry.makeDurationHistogram(descriptor: Self.upstreamDuration, labels: [("provider", a.provider)], buckets: Self.latencyBuckets)
+            self.histograms.withLock { $0[a.provider] = h }
+        }
+        h.record(a.latency)
         switch a.outcome {
         case .rateLimited: self.cooldown(provider: a.provider, reason: "rate_limited")
         case .unauthorized: self.cooldown(provider: a.provider, reason: "unauthorized")
@@ -71,11 +100,14 @@ public final class GatewayMetrics: Sendable {
     }
 
     func cooldown(provider: String, reason: String) {
-        self.registry.makeCounter(descriptor: Self.cooldowns, labels: [("provider", provider), ("reason", reason)]).increment()
+        self.counter(CounterKey(kind: 2, a: provider, b: reason, c: 0)) {
+            self.registry.makeCounter(descriptor: Self.cooldowns, labels: [("provider", provider), ("reason", reason)])
+        }.increment()
     }
 
     func fallback(model: String) {
-        self.registry.makeCounter(descriptor: Self.fallbacks, labels: [("model", model)])
-            .increment()
+        self.counter(CounterKey(kind: 3, a: model, b: "", c: 0)) {
+            self.registry.makeCounter(descriptor: Self.fallbacks, labels: [("model", model)])
+        }.increment()
     }
 }
