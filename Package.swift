@@ -155,6 +155,7 @@ let package = Package(
             name: "MultiplexerLibraryTests",
             dependencies: [
                 "Multiplexer", "MultiplexerCore", "MultiplexerRedis", "MultiplexerUpstream", "MultiplexerGateway", "MultiplexerTestSupport",
+                .product(name: "Hummingbird", package: "hummingbird"),
             ],
             swiftSettings: swiftSettings
         ),
