@@ -38,6 +38,25 @@ struct MultiplexerRoutingTests {
         }
     }
 
+    @Test func theReadmeQuickStartRuns() async throws {
+        try await MockProviders.with([.init("model1-large"), .init("model2-base")]) { m in
+            let (key1, key2) = ("sk-1", "sk-2")
+            try await Multiplexer.withMultiplexer { mux in
+                try mux.addModel(OpenAICompatibleEndpoint(baseURL: m.url("model1-large"), apiKey: key1), weight: 5, modelName: "model1-large")
+                try mux.addModel(OpenAICompatibleEndpoint(baseURL: m.url("model2-base"), apiKey: key2), weight: 3, modelName: "model2-base")
+                let completion = try await mux.chat.completions.create(messages: [
+                    .system("You are a helpful assistant."),
+                    .user("What is the capital of France?"),
+                ])
+                #expect(completion.choices[0].message.content?.text.isEmpty == false)
+                // Without an endpoint `model`, the registered name is sent upstream (the mock echoes it).
+                #expect(completion.model == completion.servedBy)
+                let stats = try await mux.stats()
+                #expect(stats.values.map(\.success).reduce(0, +) == 1)
+            }
+        }
+    }
+
     @Test func theEndpointsModelIdIsSentAndTheAnswerKeepsIt() async throws {
         try await MockProviders.with([.init("a")]) { m in
             try await Multiplexer.withMultiplexer { mux in
