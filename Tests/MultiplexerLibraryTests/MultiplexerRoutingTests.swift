@@ -94,6 +94,32 @@ struct MultiplexerRoutingTests {
         }
     }
 
+    @Test func aBusyPrimaryOverflowsToTheFallbacks() async throws {
+        try await MockProviders.with([.init("p") { $0.maxConcurrent = 1; $0.latency = .milliseconds(300) }, .init("f")]) { m in
+            try await Multiplexer.withMultiplexer(configuration: Self.noTierWait) { mux in
+                try mux.addModel(m.endpoint("p"), weight: 1, modelName: "p", maxConcurrent: 1)
+                try mux.addFallbackModel(m.endpoint("f"), weight: 1, modelName: "f")
+                // The reference spins ~1 s on a busy model and then fails; here the busy one is skipped.
+                let served = try await withThrowingTaskGroup(of: String.self) { group in
+                    for _ in 0..<4 { group.addTask { try await ask(mux).servedBy ?? "?" } }
+                    return try await group.reduce(into: [String]()) { $0.append($1) }
+                }
+                #expect(served.filter { $0 == "p" }.count == 1, "\(served)")
+                #expect(served.filter { $0 == "f" }.count == 3, "\(served)")
+                #expect(m.counters("p").overshoot == 0)
+            }
+        }
+    }
+
+    @Test func fallbacksAloneServe() async throws {
+        try await MockProviders.with([.init("f")]) { m in
+            try await Multiplexer.withMultiplexer { mux in
+                try mux.addFallbackModel(m.endpoint("f"), weight: 1, modelName: "f")
+                #expect(try await ask(mux).servedBy == "f")
+            }
+        }
+    }
+
     @Test func aRateLimitCoolsTheModelDownForItsRetryAfter() async throws {
         try await MockProviders.with([.init("a") { $0.mode = .rateLimited; $0.retryAfter = 1 }, .init("f")]) { m in
             try await Multiplexer.withMultiplexer(configuration: Self.noTierWait) { mux in
