@@ -49,7 +49,9 @@ import Darwin
 ///
 /// ### Cleanup
 /// After ``run()`` returns, calls fail with ``MultiplexerError/Code/serviceUnavailable``. Nothing is wiped:
-/// registered models stay, and counters stay in the store (the reference dropped both on exit).
+/// registered models stay, and counters stay in the store (the reference dropped both on exit). A
+/// multiplexer released without ever running stops the client and the Redis connection its initializer
+/// started.
 public final class Multiplexer: Sendable {
     /// Routing settings shared by every request of one multiplexer.
     public struct Configuration: Sendable, Hashable {
@@ -217,10 +219,17 @@ public final class Multiplexer: Sendable {
         do {
             self.client = try CurlClient()
         } catch {
+            if case .redis(let r, owned: true) = store.backing { r.shutdown() }
             throw MultiplexerError(.invalidArgument, "The HTTP client could not be created: \(error)", underlyingError: error)
         }
         self.transport = OpenAIUpstreamTransport(client: self.client)
         (self.jobs, self.jobSink) = AsyncStream.makeStream(of: Job.self)
+    }
+
+    deinit {
+        // Never run (a running multiplexer is kept alive by run()): stop what init started.
+        self.client.shutdown()
+        if self.ownsRedis { self.redis?.shutdown() }
     }
 
     // MARK: Lifecycle
