@@ -16,6 +16,7 @@ let package = Package(
         .library(name: "MultiplexerRedis", targets: ["MultiplexerRedis"]),
         .library(name: "MultiplexerUpstream", targets: ["MultiplexerUpstream"]),
         .library(name: "MultiplexerGateway", targets: ["MultiplexerGateway"]),
+        .library(name: "Multiplexer", targets: ["Multiplexer"]),
         .executable(name: "multiplexer", targets: ["multiplexer"]),
     ],
     dependencies: [
@@ -60,6 +61,19 @@ let package = Package(
         .target(
             name: "MultiplexerUpstream",
             dependencies: ["MultiplexerCore", "CCurl"],
+            swiftSettings: swiftSettings
+        ),
+
+        // MARK: The embeddable library (the reference design's API; no server dependencies)
+        .target(
+            name: "Multiplexer",
+            dependencies: ["MultiplexerCore", "MultiplexerRedis", "MultiplexerUpstream"],
+            swiftSettings: swiftSettings
+        ),
+        .executableTarget(
+            name: "EmbeddedService",
+            dependencies: ["Multiplexer"],
+            path: "Examples/EmbeddedService",
             swiftSettings: swiftSettings
         ),
 
@@ -134,6 +148,14 @@ let package = Package(
             dependencies: [
                 "MultiplexerGateway", "MultiplexerCore", "MultiplexerRedis", "MultiplexerUpstream", "MultiplexerTestSupport",
                 .product(name: "HummingbirdTesting", package: "hummingbird"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+        .testTarget(
+            name: "MultiplexerLibraryTests",
+            dependencies: [
+                "Multiplexer", "MultiplexerCore", "MultiplexerRedis", "MultiplexerUpstream", "MultiplexerGateway", "MultiplexerTestSupport",
+                .product(name: "Hummingbird", package: "hummingbird"),
             ],
             swiftSettings: swiftSettings
         ),

@@ -32,6 +32,12 @@ struct MockHandler: Sendable {
             // A careless provider that echoes the credential: the gateway must never relay this.
             let auth = request.headers[.authorization] ?? ""
             return MockProvider.json(.unauthorized, #"{"error":{"message":"Incorrect API key provided: \#(auth)","type":"invalid_request_error","code":"invalid_api_key"}}"#)
+        case .badRequest:
+            self.state.countFailure()
+            return MockProvider.json(.badRequest, #"{"error":{"message":"mock bad request","type":"invalid_request_error","param":"messages","code":null}}"#)
+        case .notFound:
+            self.state.countFailure()
+            return MockProvider.json(.notFound, #"{"error":{"message":"The model \#(model) does not exist","type":"invalid_request_error","code":"model_not_found"}}"#)
         case .rateLimited:
             let ra = self.state.countForced429()
             var h = HTTPFields()

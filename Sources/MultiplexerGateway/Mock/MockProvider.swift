@@ -24,6 +24,10 @@ public struct MockProvider: Sendable {
         case error503 = "503"
         /// 401 with an error body that echoes the bearer token (a careless provider).
         case unauthorized = "401"
+        /// 400 Bad Request (the client's fault: relayed, never failed over).
+        case badRequest = "400"
+        /// 404 Not Found (the model id does not exist there).
+        case notFound = "404"
         /// 429 with `Retry-After` (a provider's own limit the gateway could not know).
         case rateLimited = "429"
         /// Accept the request and never answer.
