@@ -17,7 +17,7 @@ let package = Package(
         .library(name: "MultiplexerUpstream", targets: ["MultiplexerUpstream"]),
         .library(name: "MultiplexerGateway", targets: ["MultiplexerGateway"]),
         .library(name: "Multiplexer", targets: ["Multiplexer"]),
-        .executable(name: "multiplexer", targets: ["multiplexer"]),
+        .executable(name: "multiplexer", targets: ["MultiplexerCLI"]),
     ],
     dependencies: [
         .package(url: "https://github.com/jpsim/Yams.git", from: "6.2.2"),
@@ -93,8 +93,10 @@ let package = Package(
             ],
             swiftSettings: swiftSettings
         ),
+        // The `multiplexer` command. The target is named MultiplexerCLI so its module cannot collide with the
+        // `Multiplexer` library module on a case-insensitive file system; the binary is `multiplexer`.
         .executableTarget(
-            name: "multiplexer",
+            name: "MultiplexerCLI",
             dependencies: [
                 "MultiplexerGateway",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),

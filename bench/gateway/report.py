@@ -65,6 +65,7 @@ except ImportError:
     print("matplotlib not available: no plot")
     sys.exit(0)
 
+colors = {"direct": "tab:blue", "nginx-hop": "tab:orange", "gw-memory": "tab:green", "gw-redis": "tab:red", "fleet-3": "tab:purple"}
 fig, axes = plt.subplots(2, 2, figsize=(12, 8))
 for col, mode in enumerate(["plain", "sse"]):
     for setup in ["direct", "nginx-hop", "gw-memory", "gw-redis", "fleet-3"]:
@@ -73,9 +74,9 @@ for col, mode in enumerate(["plain", "sse"]):
             continue
         pts.sort()
         direct = {int(r["concurrency"]): num(r["p99_ms"]) for r in rows if r["setup"] == "direct" and r["mode"] == mode}
-        axes[0][col].plot([p[0] for p in pts], [p[1] for p in pts], marker="o", label=setup)
+        axes[0][col].plot([p[0] for p in pts], [p[1] for p in pts], marker="o", label=setup, color=colors[setup])
         if setup != "direct":
-            axes[1][col].plot([p[0] for p in pts], [p[2] - direct.get(p[0], 0) for p in pts], marker="o", label=setup)
+            axes[1][col].plot([p[0] for p in pts], [p[2] - direct.get(p[0], 0) for p in pts], marker="o", label=setup, color=colors[setup])
     axes[0][col].set_title(("non-streaming" if mode == "plain" else "streaming") + ": throughput")
     axes[0][col].set_ylabel("requests/s")
     axes[1][col].set_title(("non-streaming" if mode == "plain" else "streaming") + ": p99 added over direct")
