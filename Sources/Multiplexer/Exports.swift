@@ -9,3 +9,4 @@
 @_exported public import struct MultiplexerCore.WindowUse
 @_exported public import struct MultiplexerCore.NodeInfo
 @_exported public import enum MultiplexerCore.CooldownReason
+@_exported public import struct MultiplexerCore.ProviderLimits

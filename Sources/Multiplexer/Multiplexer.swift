@@ -370,9 +370,7 @@ public final class Multiplexer: Sendable {
                     + "Put the upstream model id in the endpoint's `model`.")
         }
         try Self.validate(endpoint, name: modelName)
-        var limits = ProviderLimits(
-            rpm: endpoint.limits.rpm, rpd: endpoint.limits.rpd, tpm: endpoint.limits.tpm, tpd: endpoint.limits.tpd,
-            maxConcurrent: endpoint.limits.maxConcurrent)
+        var limits = endpoint.limits
         if let m = maxConcurrent, m > 0 { limits.maxConcurrent = m }
         let t = endpoint.timeouts
         let provider = Provider(

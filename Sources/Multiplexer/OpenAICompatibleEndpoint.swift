@@ -25,37 +25,11 @@
 ///
 /// The API key is a secret: ``description`` never shows it, and error messages never contain it.
 public struct OpenAICompatibleEndpoint: Sendable, Hashable, CustomStringConvertible, CustomDebugStringConvertible, CustomReflectable {
-    /// Limits of one endpoint, each over a rolling window. `nil` means no limit of that kind.
-    public struct Limits: Sendable, Hashable {
-        /// Requests per rolling minute.
-        public var rpm: Int?
-        /// Requests per rolling day.
-        public var rpd: Int?
-        /// Tokens per rolling minute (estimated before the call, settled with the real usage after it).
-        public var tpm: Int?
-        /// Tokens per rolling day.
-        public var tpd: Int?
-        /// Requests in flight at once (across every process sharing the store). `addModel`'s
-        /// `maxConcurrent`, when given, replaces it.
-        public var maxConcurrent: Int?
-
-        /// - Parameters:
-        ///   - rpm: requests per rolling minute.
-        ///   - rpd: requests per rolling day.
-        ///   - tpm: tokens per rolling minute.
-        ///   - tpd: tokens per rolling day.
-        ///   - maxConcurrent: requests in flight at once.
-        public init(rpm: Int? = nil, rpd: Int? = nil, tpm: Int? = nil, tpd: Int? = nil, maxConcurrent: Int? = nil) {
-            self.rpm = rpm
-            self.rpd = rpd
-            self.tpm = tpm
-            self.tpd = tpd
-            self.maxConcurrent = maxConcurrent
-        }
-
-        /// No limits.
-        public static let unlimited = Limits()
-    }
+    /// Limits of one endpoint, each over a rolling window (`nil`: no limit of that kind): `rpm`, `rpd`,
+    /// `tpm`, `tpd` (tokens estimated before the call, settled with the real usage after it) and
+    /// `maxConcurrent` (across every process sharing the store; `addModel`'s `maxConcurrent`, when given,
+    /// replaces it). The same type the gateway's configuration fills.
+    public typealias Limits = ProviderLimits
 
     /// Timeouts of one endpoint. A timeout is a failure of the endpoint: the request fails over to the next
     /// model (the reference failed fast instead).
