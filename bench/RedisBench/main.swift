@@ -26,10 +26,11 @@ struct RedisBench {
         for c in [1, 16, 64] {
             print("| redis-benchmark EVALSHA `return 1` | \(c) | \(try redisBenchmark(server, c, ["EVALSHA", sha, "0"])) | 1 | 1 | 1 | – | – |")
         }
-        for settle in [false, true] {
+        for (settle, full) in [(false, false), (false, true), (true, true)] {
             for c in [1, 16, 64] {
-                let r = try await measure(server: server, concurrency: c, total: perPoint, settle: settle)
-                let what = settle ? "store admit + settle (one request)" : "store admission"
+                let r = try await measure(server: server, concurrency: c, total: perPoint, settle: settle, fullMix: full)
+                let mix = full ? "key rpm + provider rpm, tpm, max_concurrent" : "provider rpm only"
+                let what = settle ? "store admit + settle (one request), \(mix)" : "store admission, \(mix)"
                 print("| \(what) | \(c) | \(r.rate) | \(r.topLevel) | \(r.inner) | \(r.depth) | \(r.redisCPU) | \(r.clientCPU) |")
             }
         }
@@ -61,16 +62,16 @@ struct RedisBench {
         return Double(u.ru_utime.tv_sec + u.ru_stime.tv_sec) + Double(u.ru_utime.tv_usec + u.ru_stime.tv_usec) / 1e6
     }
 
-    static func measure(server: RedisServer, concurrency: Int, total: Int, settle: Bool) async throws -> Result {
+    static func measure(server: RedisServer, concurrency: Int, total: Int, settle: Bool, fullMix: Bool) async throws -> Result {
         let store = RedisQuotaStore(configuration: .init(
-            endpoint: try RedisEndpoint(url: server.url), namespace: "bench\(concurrency)\(settle)", commandTimeout: .seconds(2), nodeID: "bench"))
+            endpoint: try RedisEndpoint(url: server.url), namespace: "bench\(concurrency)\(settle)\(fullMix)", commandTimeout: .seconds(2), nodeID: "bench"))
         defer { store.shutdown() }
         try await store.connect()
         // A provider with every kind of limit set high enough that every admission takes the allowed
         // (most expensive) path: rpm, tpm, max_concurrent and a client key with rpm.
-        let limits = ProviderLimits(rpm: 1_000_000_000, tpm: 1_000_000_000_000, maxConcurrent: 1_000_000)
+        let limits = fullMix ? ProviderLimits(rpm: 1_000_000_000, tpm: 1_000_000_000_000, maxConcurrent: 1_000_000) : ProviderLimits(rpm: 1_000_000_000)
         let request = AdmissionRequest(
-            key: KeyAdmission(name: "bench-key", limits: KeyLimits(rpm: 1_000_000_000)),
+            key: fullMix ? KeyAdmission(name: "bench-key", limits: KeyLimits(rpm: 1_000_000_000)) : nil,
             candidates: [AdmissionCandidate(provider: "bench", limits: limits, tokens: 300, lease: .seconds(300))])
         // Warm up (script load, connection).
         _ = try await store.admit(request)
