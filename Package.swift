@@ -79,10 +79,23 @@ let package = Package(
             ],
             swiftSettings: swiftSettings
         ),
+        // A whole fleet on loopback (redis-server, gateway processes, nginx, mock providers): the demo,
+        // the local fleet runner and the fleet tests share it.
+        .target(
+            name: "MultiplexerFleet",
+            dependencies: [
+                "MultiplexerGateway", "MultiplexerCore", "MultiplexerRedis", "MultiplexerUpstream", "MultiplexerTestSupport",
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ],
+            swiftSettings: swiftSettings
+        ),
         .executableTarget(
             name: "multiplexer",
             dependencies: [
-                "MultiplexerGateway",
+                "MultiplexerGateway", "MultiplexerFleet",
+                .product(name: "UnixSignals", package: "swift-service-lifecycle"),
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ],
@@ -134,6 +147,16 @@ let package = Package(
             dependencies: [
                 "MultiplexerGateway", "MultiplexerCore", "MultiplexerRedis", "MultiplexerUpstream", "MultiplexerTestSupport",
                 .product(name: "HummingbirdTesting", package: "hummingbird"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+        // Real processes: redis-server, three `multiplexer serve` (the built binary), nginx, mock providers;
+        // and static checks of deploy/ and docker-compose.yml.
+        .testTarget(
+            name: "FleetTests",
+            dependencies: [
+                "MultiplexerFleet", "MultiplexerGateway", "MultiplexerCore", "MultiplexerRedis", "MultiplexerUpstream", "MultiplexerTestSupport",
+                .product(name: "Yams", package: "Yams"),
             ],
             swiftSettings: swiftSettings
         ),
