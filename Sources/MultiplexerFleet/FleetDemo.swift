@@ -45,13 +45,13 @@ public enum FleetDemo {
     public static func run(_ options: Options, keepRunning: @escaping @Sendable () async -> Void = {}) async throws -> Bool {
         let plan = Self.plan(options)
         if options.nodes > 1 && !options.redis {
-            print("(--nodes \(options.nodes) shares its limits through Redis: starting redis-server too)")
+            emit("(--nodes \(options.nodes) shares its limits through Redis: starting redis-server too)")
         }
         let clock = ContinuousClock()
         let started = clock.now
         return try await LocalFleet.run(plan) { fleet in
             let setup = started.duration(to: clock.now)
-            print(Self.header(fleet, options: options, setup: setup))
+            emit(Self.header(fleet, options: options, setup: setup))
             let targets = fleet.nginx.map { [$0.url] } ?? fleet.nodes.map(\.url)
             let load = LoadGenerator(client: fleet.client, targets: targets, model: plan.model)
             let t0 = clock.now
@@ -61,13 +61,13 @@ public enum FleetDemo {
             if options.requests > 0 {
                 let stats = plan.redis ? try? await fleet.fleetStats() : nil
                 let (text, good) = Self.report(fleet, results: results, took: took, stats: stats)
-                print(text)
+                emit(text)
                 ok = good
             }
             if options.keepRunning {
-                print(Self.endpoints(fleet))
+                emit(Self.endpoints(fleet))
                 await keepRunning()
-                print("stopping the fleet…")
+                emit("stopping the fleet…")
             }
             return ok
         }
@@ -160,7 +160,7 @@ public enum FleetDemo {
         var s = "\nThe fleet keeps running (Ctrl-C or SIGTERM stops every process it started):\n"
         if let n = fleet.nginx { s += "  load balancer  \(n.url)/v1/chat/completions   (nginx)\n" }
         for n in fleet.nodes { s += "  gateway \(n.id)   \(n.url)   (/readyz, /metrics, /admin/stats with `Authorization: Bearer \(fleet.plan.adminKey)`)\n" }
-        for p in fleet.plan.providers { s += "  mock \(p.name)     http://127.0.0.1:\(fleet.mockPorts[p.name] ?? 0)   (/mock/stats, POST /mock/mode)\n" }
+        for p in fleet.plan.providers { s += "  mock " + p.name.padding(toLength: 10, withPad: " ", startingAt: 0) + "http://127.0.0.1:\(fleet.mockPorts[p.name] ?? 0)   (/mock/stats, POST /mock/mode)\n" }
         if let r = fleet.redis { s += "  redis          redis-cli -p \(r.port) --scan --pattern '{\(fleet.plan.namespace)}:*'\n" }
         s += "  config         \(fleet.configPath)   (model \"\(fleet.plan.model)\"; logs in \(fleet.directory))\n"
         s += "  try:           curl -s \(fleet.entryURL)/v1/chat/completions -H 'Content-Type: application/json' -d '{\"model\":\"\(fleet.plan.model)\",\"messages\":[{\"role\":\"user\",\"content\":\"hi\"}]}'\n"
@@ -169,5 +169,11 @@ public enum FleetDemo {
 
     static func seconds(_ d: Duration) -> String {
         String(format: "%.1f s", Double(d.components.seconds) + Double(d.components.attoseconds) / 1e18)
+    }
+
+    /// Writes a line to standard output at once (unbuffered: a log file shows the report and the
+    /// endpoints while the fleet runs).
+    static func emit(_ text: String) {
+        FileHandle.standardOutput.write(Data((text + "\n").utf8))
     }
 }
