@@ -35,6 +35,11 @@ public struct LoadGenerator: Sendable {
         self.model = model
     }
 
+    /// The chat request body of request `index`, as text.
+    public static func bodyText(model: String, index: Int, maxTokens: Int = 8) -> String {
+        String(decoding: Self.body(model: model, index: index, maxTokens: maxTokens), as: UTF8.self)
+    }
+
     /// The chat request body of request `index`.
     public static func body(model: String, index: Int, maxTokens: Int = 8) -> [UInt8] {
         Array(#"{"model":"\#(model)","messages":[{"role":"user","content":"Say hello to request \#(index)."}],"max_tokens":\#(maxTokens)}"#.utf8)
@@ -46,13 +51,15 @@ public struct LoadGenerator: Sendable {
     ///   - total: requests to send.
     ///   - concurrency: requests in flight at once.
     ///   - spacing: pause each worker takes between its requests (0: as fast as answers come).
+    ///   - origin: the instant `sent`/`answered` are measured from (default: now).
     ///   - onResult: called after each answer (e.g. to trigger something mid-run).
     public func run(
-        total: Int, concurrency: Int, spacing: Duration = .zero, onResult: (@Sendable (Result) async -> Void)? = nil
+        total: Int, concurrency: Int, spacing: Duration = .zero, origin: ContinuousClock.Instant? = nil,
+        onResult: (@Sendable (Result) async -> Void)? = nil
     ) async -> [Result] {
         let next = Tickets()
         let clock = ContinuousClock()
-        let start = clock.now
+        let start = origin ?? clock.now
         return await withTaskGroup(of: [Result].self) { group in
             for _ in 0..<max(1, min(concurrency, total)) {
                 group.addTask {
