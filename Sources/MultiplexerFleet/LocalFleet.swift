@@ -84,7 +84,7 @@ public final class LocalFleet: Sendable {
     ///   - plan: what to start.
     ///   - binary: the `multiplexer` executable (default: ``locateBinary()``).
     ///   - keepFiles: keep the fleet's folder (configuration, logs) afterwards; it is always kept when
-    ///     `body` throws.
+    ///     `body` throws, and when `MULTIPLEXER_FLEET_KEEP_FILES` is set.
     ///   - body: uses the running fleet.
     public static func run<R: Sendable>(
         _ plan: FleetPlan, binary: String? = nil, keepFiles: Bool = false, _ body: @Sendable (LocalFleet) async throws -> R
@@ -127,7 +127,9 @@ public final class LocalFleet: Sendable {
                 let f = try await Self.start(plan, binary: exe, mocks: mocks, mockPorts: ports.withLock { $0 }, client: client)
                 fleet = f
                 let result = try await body(f)
-                await teardown(keep: keepFiles)
+                let keep = keepFiles || ProcessInfo.processInfo.environment["MULTIPLEXER_FLEET_KEEP_FILES"] != nil
+                if keep { FileHandle.standardError.write(Data("fleet files kept in \(f.directory)\n".utf8)) }
+                await teardown(keep: keep)
                 try await group.waitForAll()
                 return result
             } catch {

@@ -84,6 +84,13 @@ struct DeploymentFilesTests {
         let conf = try Self.text("deploy/nginx.conf")
         for g in ["gateway-1", "gateway-2", "gateway-3"] { #expect(conf.contains("server \(g):\(config.server.port) ")) }
         #expect(conf.contains("listen 8080;"))
+        // Rolling restarts: nginx drops idle upstream connections before a draining gateway closes them.
+        let keepalive = try #require(conf.split(separator: "\n").first { $0.contains("keepalive_timeout") })
+        let idle = Double(keepalive.filter { $0.isNumber }) ?? .infinity
+        for g in ["gateway-1", "gateway-2", "gateway-3"] {
+            let drain = Double(Self.value(of: "--drain-seconds", in: services[g]?["command"] as? [String] ?? []) ?? "") ?? 0
+            #expect(idle < drain, "nginx keepalive_timeout \(idle) s < \(g) --drain-seconds \(drain)")
+        }
     }
 
     // MARK: nginx
