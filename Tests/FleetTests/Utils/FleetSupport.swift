@@ -65,3 +65,10 @@ extension [LoadGenerator.Result] {
 extension Duration {
     var seconds: Double { Double(self.components.seconds) + Double(self.components.attoseconds) / 1e18 }
 }
+
+extension String {
+    /// The integers of a `redis-cli --no-raw` multi-bulk reply (`1) "17"`, `2) "42"`).
+    var quotedIntegers: [Int64] {
+        self.split(separator: "\n").compactMap { line in line.split(separator: "\"").dropFirst().first.flatMap { Int64($0) } }
+    }
+}
