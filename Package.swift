@@ -93,12 +93,25 @@ let package = Package(
             ],
             swiftSettings: swiftSettings
         ),
+        // A whole fleet on loopback (redis-server, gateway processes, nginx, mock providers): the demo,
+        // the local fleet runner and the fleet tests share it.
+        .target(
+            name: "MultiplexerFleet",
+            dependencies: [
+                "MultiplexerGateway", "MultiplexerCore", "MultiplexerRedis", "MultiplexerUpstream", "MultiplexerTestSupport",
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ],
+            swiftSettings: swiftSettings
+        ),
         // The `multiplexer` command. The target is named MultiplexerCLI so its module cannot collide with the
         // `Multiplexer` library module on a case-insensitive file system; the binary is `multiplexer`.
         .executableTarget(
             name: "MultiplexerCLI",
             dependencies: [
-                "MultiplexerGateway",
+                "MultiplexerGateway", "MultiplexerFleet",
+                .product(name: "UnixSignals", package: "swift-service-lifecycle"),
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ],
@@ -158,6 +171,16 @@ let package = Package(
             dependencies: [
                 "Multiplexer", "MultiplexerCore", "MultiplexerRedis", "MultiplexerUpstream", "MultiplexerGateway", "MultiplexerTestSupport",
                 .product(name: "Hummingbird", package: "hummingbird"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+        // Real processes: redis-server, three `multiplexer serve` (the built binary), nginx, mock providers;
+        // and static checks of deploy/ and docker-compose.yml.
+        .testTarget(
+            name: "FleetTests",
+            dependencies: [
+                "MultiplexerFleet", "MultiplexerGateway", "MultiplexerCore", "MultiplexerRedis", "MultiplexerUpstream", "MultiplexerTestSupport",
+                .product(name: "Yams", package: "Yams"),
             ],
             swiftSettings: swiftSettings
         ),

@@ -1,8 +1,9 @@
 #ifndef MULTIPLEXER_CHIREDIS_SHIM_H
 #define MULTIPLEXER_CHIREDIS_SHIM_H
-#ifndef _GNU_SOURCE
-#define _GNU_SOURCE
-#endif
+// No _GNU_SOURCE here: it changes glibc's own declarations (fd_set's member is `fds_bits` instead of
+// `__fds_bits`), and a module that sees them differently from Foundation's CDispatch fails to build
+// ("'__fds_bits' from module 'CDispatch' is not present in definition of 'fd_set' in module
+// 'CHiredis'"), depending on which module's copy the compiler meets first.
 #include <pthread.h>
 // Debian's libhiredis-dev 0.14.1. Included as <hiredis/hiredis.h> so no -I/usr/include/hiredis is
 // needed (that path would put generic names such as read.h and sds.h on the include path).
@@ -22,7 +23,8 @@ static inline int chiredis_set_timeout(redisContext *c, long timeout_ms) {
     struct timeval tv = { timeout_ms / 1000, (timeout_ms % 1000) * 1000 };
     return redisSetTimeout(c, tv);
 }
-// Names the calling thread (shown by top -H and in /proc): pthread_setname_np is not visible through
-// Swift's Glibc module.
+// Names the calling thread (shown by top -H and in /proc). pthread_setname_np is a GNU extension,
+// declared by <pthread.h> only under _GNU_SOURCE: declared here with glibc's own prototype.
+extern int pthread_setname_np(pthread_t thread, const char *name);
 static inline void chiredis_name_current_thread(const char *name) { pthread_setname_np(pthread_self(), name); }
 #endif

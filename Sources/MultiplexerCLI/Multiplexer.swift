@@ -10,7 +10,7 @@ struct MultiplexerCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "multiplexer",
         abstract: "An OpenAI-compatible LLM gateway cluster: one endpoint, many providers, exact fleet-wide quotas.",
-        subcommands: [Serve.self, Check.self, Stats.self, MockProvider.self]
+        subcommands: [Serve.self, Check.self, Stats.self, MockProvider.self, Demo.self]
     )
 }
 

@@ -26,6 +26,14 @@ public final class ManagedProcess: @unchecked Sendable {
         p.standardError = log
         p.standardInput = FileHandle.nullDevice
         if let environment { p.environment = ProcessInfo.processInfo.environment.merging(environment) { $1 } }
+        // A child inherits the spawning thread's blocked-signal mask, and Dispatch worker threads block
+        // most signals: a server started from one would never see SIGTERM (nginx in single-process mode
+        // keeps the mask). Spawn with nothing blocked.
+        var none = sigset_t()
+        var saved = sigset_t()
+        sigemptyset(&none)
+        pthread_sigmask(SIG_SETMASK, &none, &saved)
+        defer { pthread_sigmask(SIG_SETMASK, &saved, nil) }
         try p.run()
         self.process = p
         let w = Process()
@@ -39,6 +47,12 @@ public final class ManagedProcess: @unchecked Sendable {
 
     public var pid: Int32 { self.process.processIdentifier }
     public var isRunning: Bool { self.process.isRunning }
+
+    /// Sends `signal` without waiting (e.g. SIGKILL, SIGSTOP, SIGCONT, or SIGTERM followed by polling
+    /// ``isRunning``).
+    public func send(_ signal: Int32) {
+        if self.process.isRunning { kill(self.process.processIdentifier, signal) }
+    }
 
     /// Sends `signal` (default SIGTERM) and waits for the process to exit.
     public func stop(signal: Int32 = SIGTERM) {

@@ -3,13 +3,16 @@ public import Foundation
 /// A real `redis-server` on a free loopback port, for tests, benchmarks and the local fleet.
 ///
 /// No persistence by default (`--save '' --appendonly no`), `noeviction`. It can be stopped and
-/// started again on the same port, to test outages and restarts.
+/// started again on the same port, to test outages and restarts; with `persistent: true` it keeps its
+/// data over a stop with SIGTERM (AOF, fsync on every write), like a production Redis restarting.
 public final class RedisServer: @unchecked Sendable {
     // Safety: mutable state (`process`) is guarded by `lock`.
     public let port: Int
     public let directory: String
     /// Added to the command line (e.g. `--cluster-enabled yes`, `--replicaof 127.0.0.1 <port>`).
     public let extraArguments: [String]
+    /// Whether the data survives a stop (AOF with `appendfsync always`).
+    public let persistent: Bool
     private let lock = NSLock()
     private var process: ManagedProcess?
 
@@ -28,11 +31,13 @@ public final class RedisServer: @unchecked Sendable {
     ///
     /// - Parameters:
     ///   - port: the port, else a free one.
+    ///   - persistent: keep the data over a stop and start (AOF).
     ///   - extraArguments: more `redis-server` options; they run in ``directory`` (which holds e.g. a
     ///     `cluster-config-file`).
-    public init(port: Int? = nil, extraArguments: [String] = []) throws {
+    public init(port: Int? = nil, persistent: Bool = false, extraArguments: [String] = []) throws {
         self.extraArguments = extraArguments
         self.port = port ?? LocalPorts.free()
+        self.persistent = persistent
         self.directory = NSTemporaryDirectory() + "mux-redis-\(self.port)-\(UUID().uuidString.prefix(8))"
         try FileManager.default.createDirectory(atPath: self.directory, withIntermediateDirectories: true)
         try self.start()
@@ -47,7 +52,7 @@ public final class RedisServer: @unchecked Sendable {
         let p = try ManagedProcess(
             name: "redis-\(self.port)", executable: exe,
             arguments: [
-                "--port", String(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--dir", self.directory,
+                "--port", String(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", self.persistent ? "yes" : "no", "--appendfsync", "always", "--dir", self.directory,
                 "--maxmemory-policy", "noeviction", "--daemonize", "no", "--protected-mode", "yes",
             ] + self.extraArguments,
             logPath: self.directory + "/redis.log")
@@ -61,7 +66,8 @@ public final class RedisServer: @unchecked Sendable {
         throw Failure.didNotStart((try? String(contentsOfFile: p.logPath, encoding: .utf8)) ?? "")
     }
 
-    /// Stops the server (SIGKILL by default: an abrupt outage, data gone since nothing is persisted).
+    /// Stops the server (SIGKILL by default: an abrupt outage, data gone unless persistent; SIGTERM lets
+    /// Redis finish its AOF and exit cleanly).
     public func stop(signal: Int32 = SIGKILL) {
         let p = self.lock.withLock { () -> ManagedProcess? in
             defer { self.process = nil }

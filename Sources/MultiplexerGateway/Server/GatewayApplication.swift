@@ -17,6 +17,7 @@ public func buildApplication(
     gateway: Gateway, client: CurlClient, onServerRunning: (@Sendable (Int) async -> Void)? = nil
 ) -> some ApplicationProtocol {
     let router = Hummingbird.Router(context: BasicRequestContext.self)
+    router.add(middleware: DrainMiddleware(gateway: gateway))
     OpenAIController(gateway: gateway).addRoutes(to: router)
     AdminController(gateway: gateway).addRoutes(to: router)
     let config = gateway.configuration.server
@@ -30,6 +31,21 @@ public func buildApplication(
         },
         logger: gateway.logger
     )
+}
+
+/// While the node drains, every response carries `Connection: close`: a load balancer then stops reusing
+/// its keep-alive connections to this node, so none is left open when the server stops accepting and
+/// closes idle connections (a request sent on one at that moment would fail after it was sent, and a
+/// balancer must not retry a POST then).
+struct DrainMiddleware: RouterMiddleware {
+    typealias Context = BasicRequestContext
+    let gateway: Gateway
+
+    func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
+        var response = try await next(request, context)
+        if self.gateway.state.current == .draining { response.headers[.connection] = "close" }
+        return response
+    }
 }
 
 /// Runs the libcurl loop until shutdown.

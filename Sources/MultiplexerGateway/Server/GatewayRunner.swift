@@ -26,13 +26,16 @@ public enum GatewayRunner {
                 "store": .string(configuration.redis == nil ? "memory" : "redis"), "providers": .stringConvertible(configuration.providers.count),
             ])
         // Shutdown runs in reverse order: the drain flag first, then the application (server, then its services).
-        let group = ServiceGroup(
-            configuration: .init(
-                services: [.init(service: app), .init(service: DrainService(gateway: gateway, delay: drain))],
-                gracefulShutdownSignals: [.sigterm, .sigint],
-                cancellationSignals: [],
-                logger: logger))
+        var config = ServiceGroupConfiguration(
+            services: [.init(service: app), .init(service: DrainService(gateway: gateway, delay: drain))],
+            gracefulShutdownSignals: [.sigterm, .sigint],
+            cancellationSignals: [],
+            logger: logger)
+        // In-flight requests get `shutdownTimeout` after the drain; then they are cancelled (and release
+        // their reservations) so that the node always exits.
+        config.maximumGracefulShutdownDuration = drain + shutdownTimeout
+        config.maximumCancellationDuration = .seconds(5)
+        let group = ServiceGroup(configuration: config)
         try await group.run()
-        _ = shutdownTimeout
     }
 }
