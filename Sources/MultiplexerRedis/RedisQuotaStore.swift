@@ -235,7 +235,14 @@ public final class RedisQuotaStore: QuotaStore {
             return try self.admitLocally(request, because: e)
         }
         self.markConnected()
-        return try Self.decodeAdmission(reply, request: request)
+        let decision = try Self.decodeAdmission(reply, request: request)
+        if case .admitted(let r) = decision {
+            // Mirror the admission locally: degraded mode then counts this node's recent traffic.
+            let c = request.candidates[r.candidateIndex]
+            let now = self.localNow
+            self.local.withLock { $0.quota.mirror(provider: c.provider, limits: c.limits, tokens: c.tokens, key: request.key, now: now) }
+        }
+        return decision
     }
 
     /// Settles an attempt.

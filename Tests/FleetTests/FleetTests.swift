@@ -50,7 +50,8 @@ struct FleetTests {
 
     @Test func aProviderNeverHasMoreThanMaxConcurrentInFlightFromThreeNodes() async throws {
         let plan = fleetPlan([
-            .init(name: "limited", limits: .init(maxConcurrent: 3), latency: .milliseconds(150)),
+            // Weighted so that demand on `limited` is well above its 3 slots the whole time.
+            .init(name: "limited", limits: .init(maxConcurrent: 3), weight: 10, latency: .milliseconds(150)),
             .init(name: "spare", latency: .milliseconds(20)),
         ])
         try await LocalFleet.run(plan) { fleet in

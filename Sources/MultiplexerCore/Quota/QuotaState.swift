@@ -164,6 +164,32 @@ public struct QuotaState: Sendable {
             keyRemainingRequests: remainingRequests, keyRemainingTokens: remainingTokens)
     }
 
+    /// Records an admission the shared store made, in this state's windows, without checking limits.
+    ///
+    /// The Redis store mirrors its admissions here, so that if Redis goes away the node's local share
+    /// (`limit / live nodes`) counts what the node itself sent in the last minute or day, instead of
+    /// starting from an empty window and letting the fleet send up to a whole limit more.
+    public mutating func mirror(provider: String, limits: ProviderLimits, tokens: Int, key: KeyAdmission?, now: Int64) {
+        self.nextID += 1
+        let id = self.nextID
+        let t = Int64(max(0, tokens))
+        self.withProvider(provider) { ps in
+            ps.prune(now: now)
+            if limits.rpm != nil { ps.rpm.add(time: now, id: id, amount: 1) }
+            if limits.rpd != nil { ps.rpd.add(time: now, id: id, amount: 1) }
+            if limits.tpm != nil { ps.tpm.add(time: now, id: id, amount: t) }
+            if limits.tpd != nil { ps.tpd.add(time: now, id: id, amount: t) }
+        }
+        if let key {
+            self.withKey(key.name) { ks in
+                ks.rpm.prune(now: now)
+                ks.tpm.prune(now: now)
+                if key.limits.rpm != nil { ks.rpm.add(time: now, id: id, amount: 1) }
+                if key.limits.tpm != nil { ks.tpm.add(time: now, id: id, amount: t) }
+            }
+        }
+    }
+
     // MARK: Settlement
 
     /// Applies a settlement at time `now`; see ``QuotaStore/settle(_:)``.
