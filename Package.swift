@@ -163,6 +163,8 @@ let package = Package(
             dependencies: [
                 "MultiplexerGateway", "MultiplexerCore", "MultiplexerRedis", "MultiplexerUpstream", "MultiplexerTestSupport",
                 .product(name: "HummingbirdTesting", package: "hummingbird"),
+                .product(name: "HTTPTypes", package: "swift-http-types"),
+                .product(name: "NIOCore", package: "swift-nio"),
             ],
             swiftSettings: swiftSettings
         ),
