@@ -11,9 +11,15 @@ swift build --build-tests
 TIMING='UpstreamErrorTaxonomyTests|OpenAIUpstreamTransportTests|CurlClientTests'
 # Suites that start many processes (cluster, sentinels, fleets) run last, serialized within.
 HEAVY='RedisTopologyIntegrationTests|FleetTests'
+LOG=$(mktemp)
+trap 'rm -f "$LOG"' EXIT
 echo "== phase 1: unit and integration suites =="
-swift test --skip-build --skip "$TIMING|$HEAVY"
+swift test --skip-build --skip "$TIMING|$HEAVY" 2>&1 | tee -a "$LOG"
 echo "== phase 2: upstream timeouts (wall-clock bounds) =="
-swift test --skip-build --filter "$TIMING"
+swift test --skip-build --filter "$TIMING" 2>&1 | tee -a "$LOG"
 echo "== phase 3: Redis Cluster and Sentinel topologies, fleet (real processes) =="
-swift test --skip-build --filter "$HEAVY"
+swift test --skip-build --filter "$HEAVY" 2>&1 | tee -a "$LOG"
+# Every phase passed (set -o pipefail stops at the first failure): one closing line for all of them.
+passed=$(grep -E 'Test run with [0-9]+ tests? .*passed' "$LOG" | sed -E 's/.*Test run with ([0-9]+) tests?.*/\1/' | awk '{s += $1} END {print s + 0}')
+echo
+echo "${passed:-0} passed, 0 failed"
