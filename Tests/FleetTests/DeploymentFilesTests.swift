@@ -222,6 +222,17 @@ struct DeploymentFilesTests {
                 #expect(FileManager.default.fileExists(atPath: "\(Self.root)/\(source)"), "COPY \(source)")
             }
         }
+        // The build stage copies every folder the package manifest's targets live in (SwiftPM refuses to
+        // load a manifest whose target folders are missing).
+        let copied = Set(lines.filter { $0.hasPrefix("COPY ") && !$0.contains("--from=") }.compactMap { $0.split(separator: " ").dropFirst().first.map(String.init) })
+        let manifest = try Self.text("Package.swift")
+        var folders: Set<String> = ["Sources", "Tests"]
+        for match in manifest.split(separator: "\n") where match.contains("path: \"") {
+            if let start = match.range(of: "path: \"")?.upperBound, let top = match[start...].split(separator: "/").first {
+                folders.insert(String(top))
+            }
+        }
+        for folder in folders { #expect(copied.contains(folder), "the Dockerfile does not COPY \(folder)/, which Package.swift needs") }
         // CMD is a real command.
         let cmd = try #require(lines.first { $0.hasPrefix("CMD ") })
         let parsed = try JSONSerialization.jsonObject(with: Data(cmd.dropFirst(4).utf8))
