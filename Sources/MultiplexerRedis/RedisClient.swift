@@ -1,4 +1,5 @@
 import Dispatch
+import MultiplexerCore
 import Synchronization
 
 #if canImport(Glibc)
@@ -387,12 +388,5 @@ private enum Thread {
     static func sleep(_ d: Duration) {
         let us = d.components.seconds * 1_000_000 + d.components.attoseconds / 1_000_000_000_000
         usleep(UInt32(max(0, min(us, 1_000_000))))
-    }
-}
-
-extension Duration {
-    var millisecondsRoundedUp: Int64 {
-        let c = self.components
-        return c.seconds * 1000 + (c.attoseconds + 999_999_999_999_999) / 1_000_000_000_000_000
     }
 }

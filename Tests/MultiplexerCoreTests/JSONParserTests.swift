@@ -39,4 +39,15 @@ struct JSONParserTests {
         #expect(again.value == doc.value)
         #expect((try? JSONSerialization.jsonObject(with: Data(text.utf8))) != nil)
     }
+
+    @Test func membersDecodesOnlyWhatIsAskedAndStillValidatesTheRest() {
+        let body = Array(#"{"data":[{"embedding":[0.1,-2e3,{"x":"\u00e9\n"}]}],"usage":{"prompt_tokens":4,"total_tokens":4},"z":true}"#.utf8)
+        let m = JSONParser.members(["usage", "missing"], in: body)
+        #expect(m == ["usage": .object(["prompt_tokens": .number(4), "total_tokens": .number(4)])])
+        #expect(JSONParser.members(["a"], in: Array(#"[{"a":1},{"a":2}]"#.utf8)) == ["a": .number(1)], "first element of a top-level array")
+        #expect(JSONParser.members(["usage"], in: Array(#"{"data":[1,],"usage":{}}"#.utf8)) == nil, "a skipped value must still be valid")
+        #expect(JSONParser.members(["usage"], in: Array(#"{"s":"bad \x escape","usage":{}}"#.utf8)) == nil)
+        #expect(JSONParser.members(["usage"], in: Array("not json".utf8)) == nil)
+        #expect(JSONParser.members(["a"], in: Array("{}".utf8)) == [:])
+    }
 }

@@ -50,6 +50,125 @@ public struct JSONParser {
         return Document(value: v, members: p.members)
     }
 
+    /// The members named in `names` of the top-level object (of the first element when the top level is an
+    /// array), decoded; every other value is validated and skipped without building it. `nil` when the
+    /// bytes are not such JSON. For reading `usage` or `error` out of a large response body cheaply.
+    public static func members(_ names: Set<String>, in bytes: [UInt8]) -> [String: JSONValue]? {
+        var p = JSONParser(bytes)
+        p.skipWhitespace()
+        if p.i < p.b.count, p.b[p.i] == UInt8(ascii: "[") {
+            p.i += 1
+            p.skipWhitespace()
+        }
+        guard p.i < p.b.count, p.b[p.i] == UInt8(ascii: "{") else { return nil }
+        p.i += 1
+        p.depth = 1
+        var found: [String: JSONValue] = [:]
+        p.skipWhitespace()
+        if p.i < p.b.count, p.b[p.i] == UInt8(ascii: "}") { return found }
+        while true {
+            p.skipWhitespace()
+            guard p.i < p.b.count, p.b[p.i] == UInt8(ascii: "\""), let key = try? p.string() else { return nil }
+            p.skipWhitespace()
+            guard p.i < p.b.count, p.b[p.i] == UInt8(ascii: ":") else { return nil }
+            p.i += 1
+            p.skipWhitespace()
+            if names.contains(key) {
+                guard let v = try? p.value() else { return nil }
+                found[key] = v
+                if found.count == names.count { return found }
+            } else {
+                guard (try? p.skipValue()) != nil else { return nil }
+            }
+            p.skipWhitespace()
+            guard p.i < p.b.count else { return nil }
+            if p.b[p.i] == UInt8(ascii: ",") {
+                p.i += 1
+            } else if p.b[p.i] == UInt8(ascii: "}") {
+                return found
+            } else {
+                return nil
+            }
+        }
+    }
+
+    /// Validates one value and moves past it without building anything.
+    private mutating func skipValue() throws(SyntaxError) {
+        guard self.i < self.b.count else { throw self.error("unexpected end of input") }
+        switch self.b[self.i] {
+        case UInt8(ascii: "{"), UInt8(ascii: "["):
+            let close = self.b[self.i] == UInt8(ascii: "{") ? UInt8(ascii: "}") : UInt8(ascii: "]")
+            let isObject = close == UInt8(ascii: "}")
+            self.depth += 1
+            defer { self.depth -= 1 }
+            guard self.depth <= Self.maxDepth else { throw self.error("nesting too deep") }
+            self.i += 1
+            self.skipWhitespace()
+            if self.i < self.b.count, self.b[self.i] == close {
+                self.i += 1
+                return
+            }
+            while true {
+                self.skipWhitespace()
+                if isObject {
+                    guard self.i < self.b.count, self.b[self.i] == UInt8(ascii: "\"") else { throw self.error("expected a member name") }
+                    try self.skipString()
+                    self.skipWhitespace()
+                    guard self.i < self.b.count, self.b[self.i] == UInt8(ascii: ":") else { throw self.error("expected ':'") }
+                    self.i += 1
+                    self.skipWhitespace()
+                }
+                try self.skipValue()
+                self.skipWhitespace()
+                guard self.i < self.b.count else { throw self.error("unexpected end of input") }
+                if self.b[self.i] == UInt8(ascii: ",") {
+                    self.i += 1
+                } else if self.b[self.i] == close {
+                    self.i += 1
+                    return
+                } else {
+                    throw self.error("expected ',' or a closing bracket")
+                }
+            }
+        case UInt8(ascii: "\""): try self.skipString()
+        case UInt8(ascii: "t"): try self.literal("true")
+        case UInt8(ascii: "f"): try self.literal("false")
+        case UInt8(ascii: "n"): try self.literal("null")
+        case UInt8(ascii: "-"), UInt8(ascii: "0")...UInt8(ascii: "9"): _ = try self.number()
+        default: throw self.error("unexpected character")
+        }
+    }
+
+    /// Moves past a string (validating escapes and control characters, not decoding it).
+    private mutating func skipString() throws(SyntaxError) {
+        self.i += 1
+        while self.i < self.b.count {
+            let c = self.b[self.i]
+            if c == UInt8(ascii: "\"") {
+                self.i += 1
+                return
+            }
+            if c < 0x20 { throw self.error("control character in string") }
+            if c == UInt8(ascii: "\\") {
+                self.i += 1
+                guard self.i < self.b.count else { break }
+                switch self.b[self.i] {
+                case UInt8(ascii: "\""), UInt8(ascii: "\\"), UInt8(ascii: "/"), UInt8(ascii: "b"), UInt8(ascii: "f"), UInt8(ascii: "n"),
+                    UInt8(ascii: "r"), UInt8(ascii: "t"):
+                    self.i += 1
+                case UInt8(ascii: "u"):
+                    self.i += 1
+                    _ = try self.hex4()
+                default:
+                    throw self.error("invalid escape")
+                }
+                continue
+            }
+            self.i += 1
+        }
+        throw self.error("unterminated string")
+    }
+
     private func error(_ m: String) -> SyntaxError { SyntaxError(offset: self.i, message: m) }
 
     private mutating func skipWhitespace() {

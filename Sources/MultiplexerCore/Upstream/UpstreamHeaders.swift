@@ -47,7 +47,8 @@ public struct UpstreamHeaders: Sendable, Hashable, ExpressibleByDictionaryLitera
 }
 
 extension StringProtocol {
-    func trimmingBlanks() -> SubSequence {
+    /// The string without leading and trailing spaces and tabs.
+    package func trimmingBlanks() -> SubSequence {
         var s = self[...]
         while let f = s.first, f == " " || f == "\t" { s = s.dropFirst() }
         while let l = s.last, l == " " || l == "\t" { s = s.dropLast() }

@@ -47,12 +47,3 @@ struct KeyAuthenticator: Sendable {
         return diff == 0
     }
 }
-
-extension StringProtocol {
-    func trimmingBlanks() -> SubSequence {
-        var s = self[...]
-        while let f = s.first, f == " " || f == "\t" { s = s.dropFirst() }
-        while let l = s.last, l == " " || l == "\t" { s = s.dropLast() }
-        return s
-    }
-}

@@ -236,9 +236,12 @@ struct OpenAIController: Sendable {
     static let attemptsHeader = HTTPField.Name("x-multiplexer-attempts")!
     static let requestIDHeader = HTTPField.Name("x-request-id")!
 
+    /// Every response carries its request id and attempt count (0 when it ended before any upstream call);
+    /// `x-multiplexer-provider` is added when a provider answered.
     static func baseHeaders(requestID: String) -> HTTPFields {
         var h = HTTPFields()
         h[Self.requestIDHeader] = requestID
+        h[Self.attemptsHeader] = "0"
         return h
     }
 

@@ -95,10 +95,9 @@ struct StreamRelay: Sendable {
 
     /// The usage in a chunk, and whether the chunk carries nothing else (`choices` empty).
     static func usage(in data: String) -> (usage: TokenUsage, usageOnly: Bool)? {
-        guard data.contains("\"usage\""), let doc = try? JSONParser.parse(Array(data.utf8)),
-            let u = doc.value["usage"], let p = u["prompt_tokens"]?.intValue, let c = u["completion_tokens"]?.intValue
+        guard data.contains("\"usage\""), let m = JSONParser.members(["usage", "choices"], in: Array(data.utf8)),
+            let u = m["usage"].flatMap(OpenAIResponseInspector.usage(from:))
         else { return nil }
-        let choices = doc.value["choices"]?.arrayValue
-        return (TokenUsage(promptTokens: p, completionTokens: c), choices?.isEmpty ?? true)
+        return (u, m["choices"]?.arrayValue?.isEmpty ?? true)
     }
 }
