@@ -195,17 +195,24 @@ public final class RedisQuotaStore: QuotaStore {
         await self.drainDeferred()
     }
 
-    /// Writes the queued successful settlements, concurrently so the client pipelines them.
+    /// Writes the queued successful settlements: one EVALSHA per ``settlementBatchSize`` settlements, the
+    /// batches concurrently so the client pipelines them.
     private func drainDeferred() async {
-        let batch = self.local.withLock { l -> [Settlement] in
+        let queued = self.local.withLock { l -> [Settlement] in
             defer { l.deferred.removeAll(keepingCapacity: true) }
             return l.deferred
         }
-        guard !batch.isEmpty else { return }
+        guard !queued.isEmpty else { return }
         await withDiscardingTaskGroup { group in
-            for s in batch { group.addTask { await self.settleNow(s) } }
+            for start in stride(from: 0, to: queued.count, by: Self.settlementBatchSize) {
+                let batch = queued[start..<min(queued.count, start + Self.settlementBatchSize)]
+                group.addTask { await self.settleNow(batch) }
+            }
         }
     }
+
+    /// Settlements per settle EVALSHA (its argument count is 2 + 19 × this).
+    static let settlementBatchSize = 64
 
     // MARK: QuotaStore
 
@@ -268,17 +275,17 @@ public final class RedisQuotaStore: QuotaStore {
                 return
             }
         }
-        await self.settleNow(settlement)
+        await self.settleNow([settlement][...])
     }
 
-    private func settleNow(_ settlement: Settlement) async {
+    private func settleNow(_ batch: ArraySlice<Settlement>) async {
         do {
-            try await self.writeSettlement(settlement)
+            try await self.writeSettlements(batch)
             self.markConnected()
         } catch {
             self.local.withLock { l in
                 l.degraded = true
-                l.settlements.append(settlement)
+                l.settlements.append(contentsOf: batch)
             }
         }
     }
@@ -400,24 +407,34 @@ public final class RedisQuotaStore: QuotaStore {
 
     // MARK: Redis details
 
-    private func writeSettlement(_ s: Settlement) async throws {
-        let r = s.reservation
-        let d = UsageCounters.delta(for: s)
-        var args = [
-            self.prefix, r.id, r.provider, r.key ?? "", String(r.tier.rawValue), String(s.result.chargedTokens(reserved: r.tokens)),
-        ]
-        switch s.result {
-        case .success: args += ["success", "0"]
-        case .failure: args += ["failure", "0"]
-        case .rateLimited(let c): args += ["rate_limited", String(max(1, c.millisecondsRoundedUp))]
-        case .unauthorized(let c): args += ["unauthorized", String(max(1, c.millisecondsRoundedUp))]
-        case .contextLengthExceeded: args += ["context_length_exceeded", "0"]
-        case .clientError: args += ["client_error", "0"]
-        case .abandoned: args += ["abandoned", "0"]
+    /// Writes settlements in one EVALSHA (see ``RedisScripts/settleBody``).
+    private func writeSettlements(_ batch: ArraySlice<Settlement>) async throws {
+        var args = [self.prefix, String(batch.count)]
+        args.reserveCapacity(2 + batch.count * RedisScripts.settlementFields)
+        for s in batch {
+            let r = s.reservation
+            let d = UsageCounters.delta(for: s)
+            args.append(r.id)
+            args.append(r.provider)
+            args.append(r.key ?? "")
+            args.append(String(r.tier.rawValue))
+            args.append(String(s.result.chargedTokens(reserved: r.tokens)))
+            switch s.result {
+            case .success: args += ["success", "0"]
+            case .failure: args += ["failure", "0"]
+            case .rateLimited(let c): args += ["rate_limited", String(max(1, c.millisecondsRoundedUp))]
+            case .unauthorized(let c): args += ["unauthorized", String(max(1, c.millisecondsRoundedUp))]
+            case .contextLengthExceeded: args += ["context_length_exceeded", "0"]
+            case .clientError: args += ["client_error", "0"]
+            case .abandoned: args += ["abandoned", "0"]
+            }
+            args.append(String(max(1, s.failureThreshold)))
+            args.append(String(max(1, s.failureCooldown.millisecondsRoundedUp)))
+            for f in UsageCounters.fieldNames { args.append(String(d[f])) }
+            args.append(s.modelEvent?.group ?? "")
+            args.append(s.modelEvent?.fallback == true ? "1" : "0")
+            args.append(s.modelEvent?.exhausted == true ? "1" : "0")
         }
-        args += [String(max(1, s.failureThreshold)), String(max(1, s.failureCooldown.millisecondsRoundedUp))]
-        args += UsageCounters.fieldNames.map { String(d[$0]) }
-        args += [s.modelEvent?.group ?? "", s.modelEvent?.fallback == true ? "1" : "0", s.modelEvent?.exhausted == true ? "1" : "0"]
         try Self.check(try await self.client.evalsha(self.scripts.settle, keys: [self.schemaKey], args: args))
     }
 
@@ -572,19 +589,20 @@ public final class RedisQuotaStore: QuotaStore {
             return l.settlements
         }
         if !settlements.isEmpty {
-            let failed = await withTaskGroup(of: Settlement?.self) { group in
-                for s in settlements {
+            let failed = await withTaskGroup(of: ArraySlice<Settlement>.self) { group in
+                for start in stride(from: 0, to: settlements.count, by: Self.settlementBatchSize) {
+                    let batch = settlements[start..<min(settlements.count, start + Self.settlementBatchSize)]
                     group.addTask {
                         do {
-                            try await self.writeSettlement(s)
-                            return nil
+                            try await self.writeSettlements(batch)
+                            return []
                         } catch {
-                            return s
+                            return batch
                         }
                     }
                 }
                 var failed: [Settlement] = []
-                for await f in group { if let f { failed.append(f) } }
+                for await f in group { failed += f }
                 return failed
             }
             if !failed.isEmpty {

@@ -284,61 +284,113 @@ struct RedisScripts: Sendable {
             return out
             """
 
-    /// Settlement. ARGV: prefix, id, provider, key ('' none), tier, charged tokens, result, cooldown ms,
-    /// failure threshold, failure cooldown ms, 7 usage deltas (requests … fallback_served), model ('' none),
-    /// model fallback 0|1, model exhausted 0|1. Idempotent per reservation id for 15 minutes
-    /// (`{ns}:settled`), so a settlement whose reply was lost can be replayed safely. Returns 1, or 0 if
-    /// it had been applied already.
+    /// The number of ARGV fields of one settlement in ``settleBody``.
+    static let settlementFields = 19
+
+    /// Settlement of one or more attempts, in order. ARGV: prefix, n, then n × (id, provider, key ('' none),
+    /// tier, charged tokens, result, cooldown ms, failure threshold, failure cooldown ms, 7 usage deltas
+    /// (requests … fallback_served), model ('' none), model fallback 0|1, model exhausted 0|1).
+    /// Idempotent per reservation id for 15 minutes (`{ns}:settled`), so a batch whose reply was lost can be
+    /// replayed safely. Returns one 1 per settlement applied, 0 per settlement that had been applied already.
+    ///
+    /// A batch costs per settlement one `ZADD NX` (the idempotency log) and the token refund (`HGET`/`HSET`
+    /// per window); the lease removals (`ZREM`) are one per provider, the counters (`HINCRBY`) one per hash
+    /// and field, and the failure streak reset one `DEL` per provider — whatever the batch size. Failures and
+    /// successes of one provider are applied in batch order (a success ends a failure streak).
     static let settleBody = """
             local now = clock()
-            local id = ARGV[2]
+            local n = tonumber(ARGV[2])
+            local W = \(Self.settlementFields)
             local settled = P .. 'settled'
-            local pp = P .. 'provider:' .. ARGV[3] .. ':'
-            local touched = {settled, pp .. 'inflight', pp .. 'tpm:amounts', pp .. 'tpd:amounts', pp .. 'usage', pp .. 'failures', pp .. 'cooldown'}
-            if ARGV[4] ~= '' then
-              touched[#touched + 1] = P .. 'key:' .. ARGV[4] .. ':tpm:amounts'
-              touched[#touched + 1] = P .. 'key:' .. ARGV[4] .. ':usage'
+            local touched = {settled}
+            for i = 0, n - 1 do
+              local b = 3 + i * W
+              local pp = P .. 'provider:' .. ARGV[b + 1] .. ':'
+              for _, s in ipairs({'inflight', 'tpm:amounts', 'tpd:amounts', 'usage', 'failures', 'cooldown'}) do touched[#touched + 1] = pp .. s end
+              if ARGV[b + 2] ~= '' then
+                touched[#touched + 1] = P .. 'key:' .. ARGV[b + 2] .. ':tpm:amounts'
+                touched[#touched + 1] = P .. 'key:' .. ARGV[b + 2] .. ':usage'
+              end
+              if ARGV[b + 16] ~= '' then touched[#touched + 1] = P .. 'model:' .. ARGV[b + 16] .. ':usage' end
             end
-            if ARGV[18] ~= '' then touched[#touched + 1] = P .. 'model:' .. ARGV[18] .. ':usage' end
             touch(touched)
-            if redis.call('ZADD', settled, 'NX', now, id) == 0 then return 0 end
             redis.call('ZREMRANGEBYSCORE', settled, '-inf', now - 900000)
-            redis.call('ZREM', pp .. 'inflight', id)
-            local charged = tonumber(ARGV[6])
-            tok_adjust(pp .. 'tpm', id, charged)
-            tok_adjust(pp .. 'tpd', id, charged)
+            -- increments summed over the batch: hash -> field -> delta (hashes in first-seen order)
+            local sums, hashes = {}, {}
+            local function add(hash, field, d)
+              if d == 0 then return end
+              local h = sums[hash]
+              if h == nil then h = {}; sums[hash] = h; hashes[#hashes + 1] = hash end
+              h[field] = (h[field] or 0) + d
+            end
+            local function refund(k, id, amount)
+              local ak = k .. ':amounts'
+              local old = redis.call('HGET', ak, id)
+              if old then
+                old = tonumber(old)
+                if old ~= amount then
+                  redis.call('HSET', ak, id, amount)
+                  add(ak, '_sum', amount - old)
+                end
+              end
+            end
             local fields = {'requests', 'success', 'rate_limited', 'errors', 'prompt_tokens', 'completion_tokens', 'fallback_served'}
-            local function bump(hash)
-              for j = 1, 7 do
-                local d = tonumber(ARGV[10 + j])
-                if d ~= 0 then redis.call('HINCRBY', hash, fields[j], d) end
+            local leases, leaseKeys = {}, {}
+            local streakCleared = {}
+            local out = {}
+            for i = 0, n - 1 do
+              local b = 3 + i * W
+              local id = ARGV[b]
+              if redis.call('ZADD', settled, 'NX', now, id) == 0 then
+                out[#out + 1] = 0
+              else
+                out[#out + 1] = 1
+                local pp = P .. 'provider:' .. ARGV[b + 1] .. ':'
+                local ik = pp .. 'inflight'
+                if leases[ik] == nil then leases[ik] = {}; leaseKeys[#leaseKeys + 1] = ik end
+                local l = leases[ik]
+                l[#l + 1] = id
+                local charged = tonumber(ARGV[b + 4])
+                refund(pp .. 'tpm', id, charged)
+                refund(pp .. 'tpd', id, charged)
+                for j = 1, 7 do add(pp .. 'usage', fields[j], tonumber(ARGV[b + 8 + j])) end
+                if ARGV[b + 2] ~= '' then
+                  local kp = P .. 'key:' .. ARGV[b + 2] .. ':'
+                  refund(kp .. 'tpm', id, charged)
+                  for j = 1, 7 do add(kp .. 'usage', fields[j], tonumber(ARGV[b + 8 + j])) end
+                end
+                local result = ARGV[b + 5]
+                if result == 'success' then
+                  if not streakCleared[pp] then
+                    redis.call('DEL', pp .. 'failures')
+                    streakCleared[pp] = true
+                  end
+                elseif result == 'failure' then
+                  streakCleared[pp] = nil
+                  local f = redis.call('INCR', pp .. 'failures')
+                  if f >= tonumber(ARGV[b + 7]) then
+                    redis.call('DEL', pp .. 'failures')
+                    streakCleared[pp] = true
+                    extend(pp, tonumber(ARGV[b + 8]), 'failures')
+                  end
+                elseif result == 'rate_limited' or result == 'unauthorized' then
+                  extend(pp, tonumber(ARGV[b + 6]), result)
+                end
+                if ARGV[b + 16] ~= '' then
+                  local mk = P .. 'model:' .. ARGV[b + 16] .. ':usage'
+                  add(mk, 'requests', 1)
+                  if ARGV[b + 17] == '1' then add(mk, 'fallbacks', 1) end
+                  if ARGV[b + 18] == '1' then add(mk, 'exhausted', 1) end
+                end
               end
             end
-            bump(pp .. 'usage')
-            if ARGV[4] ~= '' then
-              local kp = P .. 'key:' .. ARGV[4] .. ':'
-              tok_adjust(kp .. 'tpm', id, charged)
-              bump(kp .. 'usage')
-            end
-            local result = ARGV[7]
-            if result == 'success' then
-              redis.call('DEL', pp .. 'failures')
-            elseif result == 'failure' then
-              local f = redis.call('INCR', pp .. 'failures')
-              if f >= tonumber(ARGV[9]) then
-                redis.call('DEL', pp .. 'failures')
-                extend(pp, tonumber(ARGV[10]), 'failures')
+            for _, ik in ipairs(leaseKeys) do chunked('ZREM', ik, leases[ik]) end
+            for _, hash in ipairs(hashes) do
+              for field, d in pairs(sums[hash]) do
+                if d ~= 0 then redis.call('HINCRBY', hash, field, d) end
               end
-            elseif result == 'rate_limited' or result == 'unauthorized' then
-              extend(pp, tonumber(ARGV[8]), result)
             end
-            if ARGV[18] ~= '' then
-              local mk = P .. 'model:' .. ARGV[18] .. ':usage'
-              redis.call('HINCRBY', mk, 'requests', 1)
-              if ARGV[19] == '1' then redis.call('HINCRBY', mk, 'fallbacks', 1) end
-              if ARGV[20] == '1' then redis.call('HINCRBY', mk, 'exhausted', 1) end
-            end
-            return 1
+            return out
             """
 
     /// Counter replay after an outage. ARGV: prefix, batch id, then (hash key suffix, field, delta)…

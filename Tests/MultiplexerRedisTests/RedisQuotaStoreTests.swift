@@ -154,6 +154,53 @@ struct RedisQuotaStoreTests {
         #expect(s.providers[0].window.inFlight == 0)
     }
 
+    /// With ``RedisQuotaStore/run()`` active, successful settlements are written in batches (one EVALSHA
+    /// for many): the counters, token windows, leases and the idempotency log come out exactly as if each
+    /// had been written alone, and a settlement queued twice counts once.
+    @Test func backgroundSettlementsAreBatchedAndExact() async throws {
+        let f = try RedisFixture()
+        let store = try f.store(commandTimeout: .seconds(5))
+        defer { store.shutdown() }
+        let runner = Task { await store.run() }
+        let n = 300
+        let key = KeyAdmission(name: "team-a", limits: KeyLimits(tpm: 1_000_000))
+        let c = RedisFixture.candidate("p-batch", ProviderLimits(rpm: 10_000, tpm: 1_000_000, maxConcurrent: 1_000), tokens: 50)
+        var reservations: [Reservation] = []
+        for _ in 0..<n { reservations.append(try #require(admitted(try await store.admit(AdmissionRequest(key: key, candidates: [c]))))) }
+        let before = try Self.evalshaCalls(f)
+        // Usage differs per request (prompt i % 7 + 1, completion i % 5 + 1): each refund is its own.
+        for (i, r) in reservations.enumerated() {
+            let s = Settlement(
+                reservation: r, result: .success(usage: TokenUsage(promptTokens: i % 7 + 1, completionTokens: i % 5 + 1)),
+                modelEvent: ModelEvent(group: "batch-model", fallback: i % 10 == 0))
+            await store.settle(s)
+            if i == 0 { await store.settle(s) }  // a duplicate: applied once
+        }
+        for _ in 0..<200 where store.hasPendingReplay { try await Task.sleep(for: .milliseconds(10)) }
+        #expect(!store.hasPendingReplay)
+        let settleCalls = try Self.evalshaCalls(f) - before
+        // 301 settlements; one EVALSHA each would be 301.
+        #expect(settleCalls >= 1 && settleCalls < 100, "settle EVALSHAs: \(settleCalls)")
+        let prompt = (0..<n).reduce(0) { $0 + $1 % 7 + 1 }, completion = (0..<n).reduce(0) { $0 + $1 % 5 + 1 }
+        let stats = try await store.stats(StatsQuery(providers: ["p-batch"], keys: ["team-a"], models: ["batch-model"]))
+        let p = try #require(stats.providers.first), k = try #require(stats.keys.first), m = try #require(stats.models.first)
+        #expect(p.usage.requests == n && p.usage.success == n)
+        #expect(p.usage.promptTokens == prompt && p.usage.completionTokens == completion)
+        #expect(p.window.tpm == prompt + completion && p.window.rpm == n && p.window.inFlight == 0)
+        #expect(k.usage.requests == n && k.window.tpm == prompt + completion)
+        #expect(m.counters.requests == n && m.counters.fallbacks == n / 10)
+        runner.cancel()
+        await runner.value
+    }
+
+    private static func evalshaCalls(_ f: RedisFixture) throws -> Int {
+        let info = try f.server.rawCLI(["INFO", "commandstats"])
+        guard let line = info.split(whereSeparator: \.isNewline).first(where: { $0.hasPrefix("cmdstat_evalsha:") }),
+            let calls = line.split(separator: ",").first?.split(separator: "=").last.flatMap({ Int($0) })
+        else { return 0 }
+        return calls
+    }
+
     @Test func theRejectPolicyRefusesWhileRedisIsDown() async throws {
         let f = try RedisFixture()
         let store = try f.store(onUnavailable: .reject)

@@ -1,0 +1,69 @@
+#!/usr/bin/env bash
+# Profile one gateway under wrk load: starts the benchmark's nginx upstream (and Redis for STORE=redis),
+# one `multiplexer serve` (release build), runs wrk, and records the gateway with `perf record -g`
+# (cpu-clock sampling: hardware counters are not available on every machine).
+#
+#   STORE=redis C=64 DURATION=8 bench/gateway/profile.sh     # prints the top symbols; perf.data in $OUT
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+ROOT=$PWD
+STORE=${STORE:-redis}; C=${C:-64}; DURATION=${DURATION:-8}; MODE=${MODE:-plain}
+OUT=${OUT:-$ROOT/bench/gateway/results/profile-$STORE-c$C}
+mkdir -p "$OUT"
+swift build -c release --product multiplexer 2>&1 | tail -1
+BIN=$ROOT/.build/release/multiplexer
+DIR=$(mktemp -d /tmp/mux-prof.XXXXXX)
+PIDS=()
+cleanup() { for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; rm -rf "$DIR"; }
+trap cleanup EXIT INT TERM
+freeport() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1]); s.close()'; }
+wait_port() { for _ in $(seq 1 200); do (exec 3<>/dev/tcp/127.0.0.1/"$1") 2>/dev/null && return 0; sleep 0.05; done; return 1; }
+UP=$(freeport); GW=$(freeport); REDIS=$(freeport)
+sed -e "s#@DIR@#$DIR#g" -e "s#@UPSTREAM_PORT@#$UP#g" bench/gateway/nginx-upstream.conf.template > "$DIR/upstream.conf"
+nginx -p "$DIR" -c "$DIR/upstream.conf" & PIDS+=($!)
+if [ "$STORE" = redis ]; then
+  redis-server --port "$REDIS" --bind 127.0.0.1 --save '' --appendonly no --dir "$DIR" > "$DIR/redis.log" 2>&1 & PIDS+=($!)
+  wait_port "$REDIS"
+fi
+cat > "$DIR/gw.yaml" <<YAML
+server: { host: 127.0.0.1, port: $GW, node_id: profile }
+$( [ "$STORE" = redis ] && echo "redis: { url: 'redis://127.0.0.1:$REDIS/0', namespace: bench, timeout_ms: 200 }" )
+providers:
+  - name: bench-plain
+    base_url: http://127.0.0.1:$UP/plain/v1
+    model: bench-model
+    limits: { rpm: 1000000000, tpm: 1000000000000, max_concurrent: 1000000 }
+  - name: bench-sse
+    base_url: http://127.0.0.1:$UP/sse/v1
+    model: bench-model
+    limits: { rpm: 1000000000, tpm: 1000000000000, max_concurrent: 1000000 }
+models:
+  - { name: plain, primary: [{ provider: bench-plain }] }
+  - { name: sse, primary: [{ provider: bench-sse }] }
+YAML
+MUX_EXEC=${MUX_EXEC:-} "$BIN" serve --config "$DIR/gw.yaml" --log-level info > "$DIR/gw.log" 2>&1 & PIDS+=($!)
+GW_PID=$!
+wait_port "$UP"; wait_port "$GW"
+threads=1; [ "$C" -ge 64 ] && threads=2
+wrk -t"$threads" -c"$C" -d1s -s "bench/gateway/$MODE.lua" "http://127.0.0.1:$GW/v1/chat/completions" > /dev/null
+ticks() { [ -n "$1" ] && awk '{print $14+$15}' /proc/"$1"/stat || echo 0; }
+if [ "${PERF:-1}" != 1 ]; then
+  # No profiler: where the machine's CPU goes, per request, process by process.
+  NGX=$(pgrep -f "nginx: worker process" -P "$(cat "$DIR/upstream.pid")" | head -1)
+  RP=""; [ "$STORE" = redis ] && RP=$(pgrep -f "redis-server 127.0.0.1:$REDIS" | head -1)
+  g0=$(ticks "$GW_PID"); n0=$(ticks "$NGX"); r0=$(ticks "$RP")
+  /usr/bin/time -f "%U %S" -o "$DIR/wrk.time" wrk -t"$threads" -c"$C" -d"${DURATION}s" --latency -s "bench/gateway/$MODE.lua" \
+    "http://127.0.0.1:$GW/v1/chat/completions" > "$OUT/wrk.txt"
+  g1=$(ticks "$GW_PID"); n1=$(ticks "$NGX"); r1=$(ticks "$RP")
+  grep -E "Requests/sec|50%|99%" "$OUT/wrk.txt"
+  N=$(awk '/requests in/ {print $1}' "$OUT/wrk.txt")
+  awk -v n="$N" -v g=$((g1 - g0)) -v x=$((n1 - n0)) -v r=$((r1 - r0)) -v w="$(cat "$DIR/wrk.time" | tail -1)" 'BEGIN {
+    split(w, a, " "); wt = (a[1] + a[2]) * 100
+    printf "CPU µs/request: gateway %.1f, redis-server %.1f, nginx upstream %.1f, wrk %.1f, total %.1f\n", g*10000/n, r*10000/n, x*10000/n, wt*10000/n, (g+r+x+wt)*10000/n }'
+  exit 0
+fi
+perf record -F 2000 -e cpu-clock -g -p "$GW_PID" -o "$OUT/perf.data" -- sleep "$DURATION" 2> /dev/null &
+PERF=$!
+wrk -t"$threads" -c"$C" -d"${DURATION}s" --latency -s "bench/gateway/$MODE.lua" "http://127.0.0.1:$GW/v1/chat/completions" | tee "$OUT/wrk.txt" | grep -E "Requests/sec|50%|99%"
+wait $PERF || true
+perf report -i "$OUT/perf.data" --no-children --sort dso,symbol --percent-limit 0.7 --stdio 2>/dev/null | grep -v '^$' | grep -E '^ +[0-9]' | head -60 | tee "$OUT/top.txt"
