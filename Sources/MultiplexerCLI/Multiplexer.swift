@@ -19,10 +19,12 @@ extension Logger.Level: @retroactive ExpressibleByArgument {}
 /// Bootstraps logging once per process.
 func bootstrapLogging(level: Logger.Level) -> Logger {
     LoggingSystem.bootstrap { label in
-        var h = StreamLogHandler.standardError(label: label)
+        var h = GatewayLogHandler(label: label)
         h.logLevel = level
         return h
     }
+    // Lines below `warning` are written by a background thread; write what is queued when the process exits.
+    atexit { LogOutput.standardError.flush() }
     return Logger(label: "multiplexer")
 }
 

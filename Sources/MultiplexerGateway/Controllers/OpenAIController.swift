@@ -82,18 +82,37 @@ struct OpenAIController: Sendable {
         let latency = log.started.duration(to: .now)
         self.gateway.metrics.request(model: log.group, provider: log.provider, status: status)
         if log.fallback { self.gateway.metrics.fallback(model: log.group) }
-        var meta: Logger.Metadata = [
-            "request.id": .string(log.requestID), "gen_ai.request.model": .string(log.model), "gateway.model_group": .string(log.group),
-            "gateway.provider": .string(log.provider), "gateway.attempts": .stringConvertible(log.attempts),
-            "http.response.status_code": .stringConvertible(status), "duration_ms": .stringConvertible(latency.millisecondsRoundedUp),
-            "gateway.operation": .string(log.operation),
-        ]
+        // One line, built directly (no metadata dictionary to hash, merge and sort on the request path);
+        // the fields are those of the README's log contract, in a fixed order.
+        guard self.gateway.logger.logLevel <= .info else { return }
+        var line = "request request.id="
+        line.reserveCapacity(256)
+        line += log.requestID
+        line += " gen_ai.request.model="
+        line += log.model
+        line += " gateway.model_group="
+        line += log.group
+        line += " gateway.provider="
+        line += log.provider
+        line += " gateway.attempts="
+        line += String(log.attempts)
+        line += " http.response.status_code="
+        line += String(status)
+        line += " duration_ms="
+        line += String(latency.millisecondsRoundedUp)
+        line += " gateway.operation="
+        line += log.operation
         if let t = log.tokens {
-            meta["gen_ai.usage.input_tokens"] = .stringConvertible(t.promptTokens)
-            meta["gen_ai.usage.output_tokens"] = .stringConvertible(t.completionTokens)
+            line += " gen_ai.usage.input_tokens="
+            line += String(t.promptTokens)
+            line += " gen_ai.usage.output_tokens="
+            line += String(t.completionTokens)
         }
-        if let k = log.key { meta["gateway.key"] = .string(k) }
-        self.gateway.logger.info("request", metadata: meta)
+        if let k = log.key {
+            line += " gateway.key="
+            line += k
+        }
+        self.gateway.logger.info("\(line)")
     }
 
     private func authenticate(_ request: Request) -> GatewayConfiguration.Key? {

@@ -1,0 +1,174 @@
+import Foundation
+public import Logging
+import Synchronization
+
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
+
+/// Log lines for a file descriptor (standard error), written by a background thread.
+///
+/// A gateway logs one line per request; formatting it with `StreamLogHandler` and writing it with one
+/// `write(2)` per line cost ~8 % of the gateway's CPU at 7k requests/s (perf, `docs/benchmarks.md`). Here a
+/// caller only appends the line's bytes to a buffer under a lock, and a dedicated thread writes the buffer
+/// every ``flushInterval`` (or at once when it passes ``flushThreshold``). Lines at `warning` and above are
+/// written before ``GatewayLogHandler/log(event:)`` returns, with everything queued before them.
+///
+/// A caller never blocks on the descriptor: if it stops draining (a full pipe) the buffer grows to
+/// ``maximumBufferedBytes`` and further lines are dropped and counted; the next write reports how many.
+public final class LogOutput: Sendable {
+    /// Standard error, shared by every handler of the process.
+    public static let standardError = LogOutput(fileDescriptor: 2)
+
+    static let flushInterval = Duration.milliseconds(50)
+    static let flushThreshold = 64 * 1024
+    static let maximumBufferedBytes = 8 * 1024 * 1024
+
+    private struct State {
+        var buffer: [UInt8] = []
+        var dropped = 0
+        var writerStarted = false
+    }
+
+    private let fileDescriptor: Int32
+    private let state = Mutex(State())
+    /// Serialises writers (the background thread and urgent lines) so lines keep their order.
+    private let writeLock = Mutex(())
+
+    init(fileDescriptor: Int32) {
+        self.fileDescriptor = fileDescriptor
+    }
+
+    /// Queues one line (a newline is added); `urgent` writes it, and everything before it, at once.
+    func append(_ line: inout String, urgent: Bool) {
+        let (startWriter, flushNow) = self.state.withLock { s -> (Bool, Bool) in
+            if s.buffer.count + line.utf8.count + 1 > Self.maximumBufferedBytes {
+                s.dropped += 1
+                return (false, false)
+            }
+            line.withUTF8 { s.buffer.append(contentsOf: $0) }
+            s.buffer.append(UInt8(ascii: "\n"))
+            let start = !s.writerStarted
+            s.writerStarted = true
+            return (start, urgent || s.buffer.count >= Self.flushThreshold)
+        }
+        if startWriter { self.startWriter() }
+        if flushNow { self.flush() }
+    }
+
+    /// Writes what is queued. Called by the background thread, for urgent lines, and at shutdown.
+    public func flush() {
+        self.writeLock.withLock { _ in
+            var (bytes, dropped) = self.state.withLock { s -> ([UInt8], Int) in
+                defer {
+                    s.buffer.removeAll(keepingCapacity: true)
+                    s.dropped = 0
+                }
+                return (s.buffer, s.dropped)
+            }
+            if dropped > 0 { bytes += Array("[log output was blocked: \(dropped) lines dropped]\n".utf8) }
+            guard !bytes.isEmpty else { return }
+            bytes.withUnsafeBytes { raw in
+                var offset = 0
+                while offset < raw.count {
+                    let n = write(self.fileDescriptor, raw.baseAddress! + offset, raw.count - offset)
+                    if n > 0 {
+                        offset += n
+                    } else if n < 0 && errno == EINTR {
+                        continue
+                    } else {
+                        return
+                    }
+                }
+            }
+        }
+    }
+
+    private func startWriter() {
+        let thread = Thread { [self] in
+            while true {
+                Thread.sleep(forTimeInterval: Double(Self.flushInterval.components.attoseconds) / 1e18)
+                self.flush()
+            }
+        }
+        thread.name = "log-writer"
+        thread.start()
+    }
+}
+
+/// A `LogHandler` in `StreamLogHandler`'s format (`time level label : key=value … message`, metadata sorted)
+/// that writes through a ``LogOutput``: cheap to call on the request path.
+public struct GatewayLogHandler: LogHandler {
+    public var logLevel: Logger.Level = .info
+    public var metadata: Logger.Metadata = [:]
+    public var metadataProvider: Logger.MetadataProvider?
+    private let label: String
+    private let output: LogOutput
+
+    public init(label: String, output: LogOutput = .standardError) {
+        self.label = label
+        self.output = output
+    }
+
+    public subscript(metadataKey key: String) -> Logger.Metadata.Value? {
+        get { self.metadata[key] }
+        set { self.metadata[key] = newValue }
+    }
+
+    public func log(event: LogEvent) {
+        var line = String()
+        line.reserveCapacity(256)
+        Self.appendTimestamp(to: &line)
+        line += " "
+        line += event.level.rawValue
+        line += " "
+        line += self.label
+        line += " :"
+        var all = self.metadata
+        if let provided = self.metadataProvider?.get() { all.merge(provided) { a, _ in a } }
+        if let explicit = event.metadata { all.merge(explicit) { _, b in b } }
+        if !all.isEmpty {
+            for (k, v) in all.sorted(by: { $0.key < $1.key }) {
+                line += " "
+                line += k
+                line += "="
+                line += v.description
+            }
+        }
+        line += " "
+        line += event.message.description
+        self.output.append(&line, urgent: event.level >= .warning)
+    }
+
+    /// `2026-11-25T23:35:10.220Z` (UTC, milliseconds).
+    static func appendTimestamp(to line: inout String) {
+        var ts = timespec()
+        clock_gettime(CLOCK_REALTIME, &ts)
+        var seconds = ts.tv_sec
+        var t = tm()
+        gmtime_r(&seconds, &t)
+        func two(_ v: Int32) {
+            if v < 10 { line += "0" }
+            line += String(v)
+        }
+        line += String(t.tm_year + 1900)
+        line += "-"
+        two(t.tm_mon + 1)
+        line += "-"
+        two(t.tm_mday)
+        line += "T"
+        two(t.tm_hour)
+        line += ":"
+        two(t.tm_min)
+        line += ":"
+        two(t.tm_sec)
+        line += "."
+        let ms = Int(ts.tv_nsec) / 1_000_000
+        if ms < 100 { line += "0" }
+        if ms < 10 { line += "0" }
+        line += String(ms)
+        line += "Z"
+    }
+}
