@@ -41,7 +41,7 @@ models:
   - { name: plain, primary: [{ provider: bench-plain }] }
   - { name: sse, primary: [{ provider: bench-sse }] }
 YAML
-MUX_EXEC=${MUX_EXEC:-} "$BIN" serve --config "$DIR/gw.yaml" --log-level info > "$DIR/gw.log" 2>&1 & PIDS+=($!)
+"$BIN" serve --config "$DIR/gw.yaml" --log-level info > "$DIR/gw.log" 2>&1 & PIDS+=($!)
 GW_PID=$!
 wait_port "$UP"; wait_port "$GW"
 threads=1; [ "$C" -ge 64 ] && threads=2
@@ -62,7 +62,7 @@ if [ "${PERF:-1}" != 1 ]; then
     printf "CPU µs/request: gateway %.1f, redis-server %.1f, nginx upstream %.1f, wrk %.1f, total %.1f\n", g*10000/n, r*10000/n, x*10000/n, wt*10000/n, (g+r+x+wt)*10000/n }'
   exit 0
 fi
-perf record -F 2000 -e cpu-clock -g -p "$GW_PID" -o "$OUT/perf.data" -- sleep "$DURATION" 2> /dev/null &
+perf record -F ${PERF_FREQ:-2000} -e cpu-clock --call-graph ${CALLGRAPH:-fp} -p "$GW_PID" -o "$OUT/perf.data" -- sleep "$DURATION" 2> /dev/null &
 PERF=$!
 wrk -t"$threads" -c"$C" -d"${DURATION}s" --latency -s "bench/gateway/$MODE.lua" "http://127.0.0.1:$GW/v1/chat/completions" | tee "$OUT/wrk.txt" | grep -E "Requests/sec|50%|99%"
 wait $PERF || true

@@ -1,7 +1,5 @@
 import Foundation
 public import Logging
-import NIOCore
-import NIOPosix
 import MultiplexerCore
 import MultiplexerUpstream
 import ServiceLifecycle
@@ -18,10 +16,6 @@ public enum GatewayRunner {
     public static func serve(configuration: GatewayConfiguration, logger: Logger, drain: Duration, shutdownTimeout: Duration) async throws {
         // libcurl's TLS may write to a closed socket; a dead peer must not kill the process.
         signal(SIGPIPE, SIG_IGN)
-        if ProcessInfo.processInfo.environment["MUX_EXEC"] == "nio" {
-            let ok = NIOSingletons.unsafeTryInstallSingletonPosixEventLoopGroupAsConcurrencyGlobalExecutor()
-            logger.info("executor", metadata: ["nio": "\(ok)"])
-        }
         let client = try CurlClient()
         let gateway = try Gateway(configuration: configuration, client: client, logger: logger)
         let app = buildApplication(gateway: gateway, client: client)
