@@ -61,11 +61,11 @@ final class ActiveTransfer {
 
     /// Sets the options of the easy handle for `spec`. A handle fresh from `curl_easy_reset` (`fresh`) first
     /// gets the options every transfer shares; a handle reused right after a `POST` keeps them.
-    func configure(_ spec: TransferSpec, fresh: Bool, configuration: CurlClient.Configuration) throws(UpstreamError) {
+    func configure(_ spec: TransferSpec, fresh: Bool, configuration: CurlClient.Configuration, readsProxyEnvironment: Bool) throws(UpstreamError) {
         let easy = self.easy
         let request = spec.request
         if fresh {
-            if !configuration.usesProxyEnvironment {
+            if !readsProxyEnvironment {
                 // An empty proxy disables proxies, including those named in the environment.
                 try easy.set(CURLOPT_PROXY, "", call: "CURLOPT_PROXY")
             }

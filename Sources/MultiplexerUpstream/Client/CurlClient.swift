@@ -77,6 +77,10 @@ public final class CurlClient: Sendable {
 
     /// The configuration the client was created with.
     public let configuration: Configuration
+    /// Whether a transfer must let libcurl read the proxy variables: only when proxies are allowed and one
+    /// is set. Otherwise every transfer disables proxies outright, which spares libcurl a handful of
+    /// `getenv` calls per transfer (the environment is read once, here).
+    let readsProxyEnvironment: Bool
 
     let multi: MultiHandle
     private let state: Mutex<SharedState>
@@ -90,11 +94,18 @@ public final class CurlClient: Sendable {
     public init(configuration: Configuration = Configuration()) throws(UpstreamError) {
         try CurlGlobal.initialize()
         self.configuration = configuration
+        self.readsProxyEnvironment = configuration.usesProxyEnvironment && Self.proxyEnvironmentIsSet()
         self.multi = try MultiHandle(
             maxCachedConnections: configuration.maxCachedConnections,
             maxConnectionsPerHost: configuration.maxConnectionsPerHost,
             maxTotalConnections: configuration.maxTotalConnections)
         self.state = Mutex(SharedState())
+    }
+
+    /// Whether any variable libcurl reads for a proxy is set (non-empty).
+    static func proxyEnvironmentIsSet() -> Bool {
+        let names = ["http_proxy", "HTTP_PROXY", "https_proxy", "HTTPS_PROXY", "all_proxy", "ALL_PROXY"]
+        return names.contains { name in getenv(name).map { $0.pointee != 0 } ?? false }
     }
 
     // MARK: - Lifecycle

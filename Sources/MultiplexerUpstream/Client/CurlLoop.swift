@@ -144,7 +144,7 @@ final class CurlLoop {
         }
         let transfer = ActiveTransfer(spec: spec, easy: easy, maxResponseBytes: self.client.configuration.maxResponseBytes)
         do throws(UpstreamError) {
-            try transfer.configure(spec, fresh: fresh, configuration: self.client.configuration)
+            try transfer.configure(spec, fresh: fresh, configuration: self.client.configuration, readsProxyEnvironment: self.client.readsProxyEnvironment)
             try checkMulti(curl_multi_add_handle(self.multi, easy.raw), call: "curl_multi_add_handle")
         } catch {
             transfer.finish(error)
