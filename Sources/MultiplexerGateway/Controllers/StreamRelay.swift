@@ -8,8 +8,9 @@ import Prometheus
 /// Relays a provider's server-sent events to the client as they arrive, and settles the reservation
 /// when the stream ends.
 ///
-/// - Each event is written as soon as it is read (no buffering); awaiting the write gives back-pressure
-///   all the way to the upstream transfer.
+/// - Each event is written as soon as it is read — events that arrived in one read from the provider in
+///   one write, never waiting for a later one; awaiting the write gives back-pressure all the way to the
+///   upstream transfer.
 /// - Usage comes from the final chunk (the gateway asked upstream for `stream_options.include_usage`);
 ///   that usage-only chunk is forwarded only if the client asked for it.
 /// - A stream that closes cleanly without `[DONE]` is finalised: the gateway sends `data: [DONE]`.
@@ -41,22 +42,39 @@ struct StreamRelay: Sendable {
         var status = 200
         var lastRenewal = ContinuousClock.now
         let lease = self.controller.gateway.table.providers[pending.reservation.provider]?.leaseDuration ?? .seconds(180)
+        // Events that arrived together (one read from the provider) go out in one write; the buffer is
+        // written before the relay waits for more, so no event is ever held back.
+        var out = ByteBuffer()
         do {
             while true {
                 let event: SSEEvent?
-                do {
-                    event = try await iterator.next()
-                } catch {
-                    // The provider broke mid-stream (reset, idle timeout): say so, and never send [DONE].
-                    let e = OpenAIError.upstream(
-                        status: 502, "The provider's stream broke before it finished (\(error.kind.rawValue)).", code: "upstream_stream_error")
-                    try await writer.write(ByteBuffer(string: "data: \(e.json)\n\n"))
-                    result = .failure
-                    status = 502
-                    break
+                if let buffered = iterator.nextIfBuffered() {
+                    event = buffered
+                } else {
+                    if out.readableBytes > 0 {
+                        try await writer.write(out)
+                        out.clear()
+                    }
+                    if lastRenewal.duration(to: .now) > Self.leaseRenewal {
+                        lastRenewal = .now
+                        try? await pending.renewLease(for: lease)
+                    }
+                    do {
+                        event = try await iterator.next()
+                    } catch {
+                        // The provider broke mid-stream (reset, idle timeout): say so, and never send [DONE].
+                        let e = OpenAIError.upstream(
+                            status: 502, "The provider's stream broke before it finished (\(error.kind.rawValue)).", code: "upstream_stream_error")
+                        out.writeString("data: \(e.json)\n\n")
+                        try await writer.write(out)
+                        result = .failure
+                        status = 502
+                        break
+                    }
                 }
                 guard let event, !event.isDone else {
-                    try await writer.write(ByteBuffer(string: "data: [DONE]\n\n"))
+                    out.writeString("data: [DONE]\n\n")
+                    try await writer.write(out)
                     result = .success(usage: usage)
                     break
                 }
@@ -64,11 +82,7 @@ struct StreamRelay: Sendable {
                     usage = u.usage
                     if u.usageOnly && !self.clientWantsUsage { continue }
                 }
-                try await writer.write(Self.frame(event))
-                if lastRenewal.duration(to: .now) > Self.leaseRenewal {
-                    lastRenewal = .now
-                    try? await pending.renewLease(for: lease)
-                }
+                Self.frame(event, into: &out)
             }
             try await writer.finish(nil)
         } catch {
@@ -85,12 +99,19 @@ struct StreamRelay: Sendable {
         self.controller.finish(log, status: status)
     }
 
-    static func frame(_ e: SSEEvent) -> ByteBuffer {
-        var s = ""
-        if let name = e.event { s += "event: \(name)\n" }
-        for line in e.data.split(separator: "\n", omittingEmptySubsequences: false) { s += "data: \(line)\n" }
-        s += "\n"
-        return ByteBuffer(string: s)
+    /// Appends `e` in SSE framing: `event:` if named, one `data:` line per line of data, a blank line.
+    static func frame(_ e: SSEEvent, into out: inout ByteBuffer) {
+        if let name = e.event {
+            out.writeString("event: ")
+            out.writeString(name)
+            out.writeString("\n")
+        }
+        for line in e.data.split(separator: "\n", omittingEmptySubsequences: false) {
+            out.writeString("data: ")
+            out.writeSubstring(line)
+            out.writeString("\n")
+        }
+        out.writeString("\n")
     }
 
     /// The usage in a chunk, and whether the chunk carries nothing else (`choices` empty).

@@ -52,6 +52,16 @@ public struct SSEEventStream: AsyncSequence, Sendable {
             self.pending.replaceSubrange(self.pendingIndex..<self.pendingIndex, with: [event])
         }
 
+        /// The next event if it is already parsed (it arrived in the same bytes as the one before), without
+        /// reading more; `nil` when reading would be needed (or the stream ended: ``next()`` tells which).
+        /// A relay uses it to write a burst of events in one write, without ever waiting for one.
+        public mutating func nextIfBuffered() -> SSEEvent? {
+            guard self.pendingIndex < self.pending.count else { return nil }
+            let event = self.pending[self.pendingIndex]
+            self.pendingIndex += 1
+            return event
+        }
+
         /// The next event, or `nil` at the end of the stream (then ``end`` is set).
         public mutating func next() async throws(UpstreamError) -> SSEEvent? {
             while true {
