@@ -2,6 +2,7 @@ import Foundation
 import MultiplexerCore
 import MultiplexerGateway
 import MultiplexerUpstream
+import Prometheus
 import Synchronization
 import Testing
 
@@ -110,6 +111,27 @@ struct GatewayStreamTests {
             #expect(await GatewayFixture.eventually(timeout: .seconds(3)) { mock.counters.inFlight == 0 }, "the upstream transfer was aborted")
             #expect(await GatewayFixture.eventually(timeout: .seconds(3)) { (try? await f.stats("a").window.inFlight) == 0 }, "the reservation was settled")
             #expect(mock.counters.served == 0)
+        }
+    }
+
+    /// The client hangs up while the gateway still waits for the provider's first event: the gateway's
+    /// response never starts, and the reservation (in-flight slot) is released at once, not by lease expiry.
+    @Test func aClientThatLeavesBeforeTheStreamStartsReleasesItsSlot() async throws {
+        let specs = [GatewayFixture.MockSpec("a") { $0.latency = .milliseconds(600) }]
+        try await GatewayFixture.with(mocks: specs, yaml: { gatewayYAML($0, primary: [("a", 1)], providerExtra: ["a": "limits: { max_concurrent: 5 }"]) }) { f in
+            let mock = f.mocks["a"]!.state
+            let caller = Task { _ = try? await Self.open(f) }
+            #expect(await GatewayFixture.eventually { (try? await f.stats("a").window.inFlight) == 1 })
+            caller.cancel()  // closes the connection before any response byte
+            await caller.value
+            // The provider answers 600 ms after the request; the gateway then finds its client gone.
+            #expect(await GatewayFixture.eventually(timeout: .seconds(4)) { mock.counters.inFlight == 0 && mock.counters.requests == 1 })
+            #expect(
+                await GatewayFixture.eventually(timeout: .seconds(4)) { (try? await f.stats("a").window.inFlight) == 0 },
+                "the in-flight slot came back (the lease is 180 s)")
+            var text: [UInt8] = []
+            f.gateway.metrics.registry.emit(into: &text)
+            #expect(String(decoding: text, as: UTF8.self).contains("multiplexer_inflight_requests 0.0"), "the in-flight gauge came back")
         }
     }
 }
