@@ -4,6 +4,8 @@
 # (cpu-clock sampling: hardware counters are not available on every machine).
 #
 #   STORE=redis C=64 DURATION=8 bench/gateway/profile.sh     # prints the top symbols; perf.data in $OUT
+#   PERF=0 STORE=memory|redis|hop bench/gateway/profile.sh    # CPU µs/request of each process instead
+#                                                             # (hop: the nginx proxy_pass hop in the gateway's place)
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 ROOT=$PWD
@@ -21,6 +23,12 @@ wait_port() { for _ in $(seq 1 200); do (exec 3<>/dev/tcp/127.0.0.1/"$1") 2>/dev
 UP=$(freeport); GW=$(freeport); REDIS=$(freeport)
 sed -e "s#@DIR@#$DIR#g" -e "s#@UPSTREAM_PORT@#$UP#g" bench/gateway/nginx-upstream.conf.template > "$DIR/upstream.conf"
 nginx -p "$DIR" -c "$DIR/upstream.conf" & PIDS+=($!)
+if [ "$STORE" = hop ]; then
+  # The nginx proxy_pass hop listens where the gateway would; the LB block's ports are unused.
+  sed -e "s#@DIR@#$DIR#g" -e "s#@UPSTREAM_PORT@#$UP#g" -e "s#@PROXY_PORT@#$GW#g" -e "s#@LB_PORT@#$(freeport)#g" \
+      -e "s#@GW1@#1#g" -e "s#@GW2@#2#g" -e "s#@GW3@#3#g" bench/gateway/nginx-proxy.conf.template > "$DIR/proxy.conf"
+  nginx -p "$DIR" -c "$DIR/proxy.conf" & PIDS+=($!)
+fi
 if [ "$STORE" = redis ]; then
   redis-server --port "$REDIS" --bind 127.0.0.1 --save '' --appendonly no --dir "$DIR" > "$DIR/redis.log" 2>&1 & PIDS+=($!)
   wait_port "$REDIS"
@@ -41,9 +49,14 @@ models:
   - { name: plain, primary: [{ provider: bench-plain }] }
   - { name: sse, primary: [{ provider: bench-sse }] }
 YAML
-"$BIN" serve --config "$DIR/gw.yaml" --log-level info > "$DIR/gw.log" 2>&1 & PIDS+=($!)
-GW_PID=$!
-wait_port "$UP"; wait_port "$GW"
+if [ "$STORE" = hop ]; then
+  wait_port "$UP"; wait_port "$GW"
+  GW_PID=$(pgrep -f "nginx: worker process" -P "$(cat "$DIR/proxy.pid")" | head -1)
+else
+  "$BIN" serve --config "$DIR/gw.yaml" --log-level info > "$DIR/gw.log" 2>&1 & PIDS+=($!)
+  GW_PID=$!
+  wait_port "$UP"; wait_port "$GW"
+fi
 threads=1; [ "$C" -ge 64 ] && threads=2
 wrk -t"$threads" -c"$C" -d1s -s "bench/gateway/$MODE.lua" "http://127.0.0.1:$GW/v1/chat/completions" > /dev/null
 ticks() { [ -n "$1" ] && awk '{print $14+$15}' /proc/"$1"/stat || echo 0; }
@@ -57,9 +70,9 @@ if [ "${PERF:-1}" != 1 ]; then
   g1=$(ticks "$GW_PID"); n1=$(ticks "$NGX"); r1=$(ticks "$RP")
   grep -E "Requests/sec|50%|99%" "$OUT/wrk.txt"
   N=$(awk '/requests in/ {print $1}' "$OUT/wrk.txt")
-  awk -v n="$N" -v g=$((g1 - g0)) -v x=$((n1 - n0)) -v r=$((r1 - r0)) -v w="$(cat "$DIR/wrk.time" | tail -1)" 'BEGIN {
+  awk -v who="$([ "$STORE" = hop ] && echo "nginx proxy" || echo gateway)" -v n="$N" -v g=$((g1 - g0)) -v x=$((n1 - n0)) -v r=$((r1 - r0)) -v w="$(cat "$DIR/wrk.time" | tail -1)" 'BEGIN {
     split(w, a, " "); wt = (a[1] + a[2]) * 100
-    printf "CPU µs/request: gateway %.1f, redis-server %.1f, nginx upstream %.1f, wrk %.1f, total %.1f\n", g*10000/n, r*10000/n, x*10000/n, wt*10000/n, (g+r+x+wt)*10000/n }'
+    printf "CPU µs/request: %s %.1f, redis-server %.1f, nginx upstream %.1f, wrk %.1f, total %.1f\n", who, g*10000/n, r*10000/n, x*10000/n, wt*10000/n, (g+r+x+wt)*10000/n }'
   exit 0
 fi
 perf record -F ${PERF_FREQ:-2000} -e cpu-clock --call-graph ${CALLGRAPH:-fp} -p "$GW_PID" -o "$OUT/perf.data" -- sleep "$DURATION" 2> /dev/null &
