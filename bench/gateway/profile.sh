@@ -18,8 +18,7 @@ DIR=$(mktemp -d /tmp/mux-prof.XXXXXX)
 PIDS=()
 cleanup() { for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; rm -rf "$DIR"; }
 trap cleanup EXIT INT TERM
-freeport() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1]); s.close()'; }
-wait_port() { for _ in $(seq 1 200); do (exec 3<>/dev/tcp/127.0.0.1/"$1") 2>/dev/null && return 0; sleep 0.05; done; return 1; }
+. bench/gateway/common.sh
 UP=$(freeport); GW=$(freeport); REDIS=$(freeport)
 sed -e "s#@DIR@#$DIR#g" -e "s#@UPSTREAM_PORT@#$UP#g" bench/gateway/nginx-upstream.conf.template > "$DIR/upstream.conf"
 nginx -p "$DIR" -c "$DIR/upstream.conf" & PIDS+=($!)
@@ -33,22 +32,7 @@ if [ "$STORE" = redis ]; then
   redis-server --port "$REDIS" --bind 127.0.0.1 --save '' --appendonly no --dir "$DIR" > "$DIR/redis.log" 2>&1 & PIDS+=($!)
   wait_port "$REDIS"
 fi
-cat > "$DIR/gw.yaml" <<YAML
-server: { host: 127.0.0.1, port: $GW, node_id: profile }
-$( [ "$STORE" = redis ] && echo "redis: { url: 'redis://127.0.0.1:$REDIS/0', namespace: bench, timeout_ms: 200 }" )
-providers:
-  - name: bench-plain
-    base_url: http://127.0.0.1:$UP/plain/v1
-    model: bench-model
-    limits: { rpm: 1000000000, tpm: 1000000000000, max_concurrent: 1000000 }
-  - name: bench-sse
-    base_url: http://127.0.0.1:$UP/sse/v1
-    model: bench-model
-    limits: { rpm: 1000000000, tpm: 1000000000000, max_concurrent: 1000000 }
-models:
-  - { name: plain, primary: [{ provider: bench-plain }] }
-  - { name: sse, primary: [{ provider: bench-sse }] }
-YAML
+gateway_config "$GW" profile "$UP" "$([ "$STORE" = redis ] && echo "$REDIS")" > "$DIR/gw.yaml"
 if [ "$STORE" = hop ]; then
   wait_port "$UP"; wait_port "$GW"
   GW_PID=$(pgrep -f "nginx: worker process" -P "$(cat "$DIR/proxy.pid")" | head -1)
@@ -59,15 +43,15 @@ else
 fi
 threads=1; [ "$C" -ge 64 ] && threads=2
 wrk -t"$threads" -c"$C" -d1s -s "bench/gateway/$MODE.lua" "http://127.0.0.1:$GW/v1/chat/completions" > /dev/null
-ticks() { [ -n "$1" ] && awk '{print $14+$15}' /proc/"$1"/stat || echo 0; }
+ticks0() { if [ -n "$1" ]; then ticks "$1"; else echo 0; fi; }
 if [ "${PERF:-1}" != 1 ]; then
   # No profiler: where the machine's CPU goes, per request, process by process.
   NGX=$(pgrep -f "nginx: worker process" -P "$(cat "$DIR/upstream.pid")" | head -1)
   RP=""; [ "$STORE" = redis ] && RP=$(pgrep -f "redis-server 127.0.0.1:$REDIS" | head -1)
-  g0=$(ticks "$GW_PID"); n0=$(ticks "$NGX"); r0=$(ticks "$RP")
+  g0=$(ticks0 "$GW_PID"); n0=$(ticks0 "$NGX"); r0=$(ticks0 "$RP")
   /usr/bin/time -f "%U %S" -o "$DIR/wrk.time" wrk -t"$threads" -c"$C" -d"${DURATION}s" --latency -s "bench/gateway/$MODE.lua" \
     "http://127.0.0.1:$GW/v1/chat/completions" > "$OUT/wrk.txt"
-  g1=$(ticks "$GW_PID"); n1=$(ticks "$NGX"); r1=$(ticks "$RP")
+  g1=$(ticks0 "$GW_PID"); n1=$(ticks0 "$NGX"); r1=$(ticks0 "$RP")
   grep -E "Requests/sec|50%|99%" "$OUT/wrk.txt"
   N=$(awk '/requests in/ {print $1}' "$OUT/wrk.txt")
   awk -v who="$([ "$STORE" = hop ] && echo "nginx proxy" || echo gateway)" -v n="$N" -v g=$((g1 - g0)) -v x=$((n1 - n0)) -v r=$((r1 - r0)) -v w="$(cat "$DIR/wrk.time" | tail -1)" 'BEGIN {

@@ -30,9 +30,7 @@ PIDS=()
 cleanup() { for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; [ -n "${KEEP:-}" ] || rm -rf "$DIR"; }
 trap cleanup EXIT INT TERM
 
-freeport() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1]); s.close()'; }
-wait_port() { for _ in $(seq 1 200); do (exec 3<>/dev/tcp/127.0.0.1/"$1") 2>/dev/null && return 0; sleep 0.05; done; echo "port $1 never opened" >&2; return 1; }
-ticks() { awk '{print $14+$15}' /proc/"$1"/stat; }
+. bench/gateway/common.sh
 hwm() { awk '/VmHWM/{print $2}' /proc/"$1"/status; }
 rss() { awk '/VmRSS/{print $2}' /proc/"$1"/status; }
 
@@ -48,31 +46,8 @@ REDIS_PID=$!
 "$BIN" mock-provider --port "$SLOW" --stream-chunks 100 --chunk-delay-ms 100 > "$DIR/slow.log" 2>&1 & PIDS+=($!)
 wait_port "$UP"; wait_port "$PROXY"; wait_port "$REDIS"; wait_port "$SLOW"
 
-config() { # $1 port, $2 node, $3 redis?(1/0)
-  cat <<YAML
-server: { host: 127.0.0.1, port: $1, node_id: $2 }
-$( [ "$3" = 1 ] && echo "redis: { url: 'redis://127.0.0.1:$REDIS/0', namespace: bench, timeout_ms: 200 }" )
-providers:
-  - name: bench-plain
-    base_url: http://127.0.0.1:$UP/plain/v1
-    model: bench-model
-    limits: { rpm: 1000000000, tpm: 1000000000000, max_concurrent: 1000000 }
-  - name: bench-sse
-    base_url: http://127.0.0.1:$UP/sse/v1
-    model: bench-model
-    limits: { rpm: 1000000000, tpm: 1000000000000, max_concurrent: 1000000 }
-  - name: bench-slow
-    base_url: http://127.0.0.1:$SLOW/v1
-    model: slow-model
-    stream_idle_timeout_seconds: 30
-models:
-  - { name: plain, primary: [{ provider: bench-plain }] }
-  - { name: sse, primary: [{ provider: bench-sse }] }
-  - { name: slow, primary: [{ provider: bench-slow }] }
-YAML
-}
 start_gw() { # $1 port $2 node $3 redis
-  config "$1" "$2" "$3" > "$DIR/$2.yaml"
+  gateway_config "$1" "$2" "$UP" "$([ "$3" = 1 ] && echo "$REDIS")" "$SLOW" > "$DIR/$2.yaml"
   "$BIN" serve --config "$DIR/$2.yaml" --log-level info > "$DIR/$2.log" 2>&1 & PIDS+=($!)
   echo $!
 }
