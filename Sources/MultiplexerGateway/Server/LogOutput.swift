@@ -17,14 +17,15 @@ import Darwin
 /// written before ``GatewayLogHandler/log(event:)`` returns, with everything queued before them.
 ///
 /// A caller never blocks on the descriptor: if it stops draining (a full pipe) the buffer grows to
-/// ``maximumBufferedBytes`` and further lines are dropped and counted; the next write reports how many.
+/// ``maximumBufferedBytes`` (8 MB) and further lines are dropped and counted; the next write reports how many.
 public final class LogOutput: Sendable {
     /// Standard error, shared by every handler of the process.
     public static let standardError = LogOutput(fileDescriptor: 2)
 
-    static let flushInterval = Duration.milliseconds(50)
+    /// Seconds between two writes of the background thread.
+    static let flushInterval = 0.05
+    /// A buffer this large is written at once by the appending thread.
     static let flushThreshold = 64 * 1024
-    static let maximumBufferedBytes = 8 * 1024 * 1024
 
     private struct State {
         var buffer: [UInt8] = []
@@ -33,18 +34,21 @@ public final class LogOutput: Sendable {
     }
 
     private let fileDescriptor: Int32
+    /// Lines that would grow the buffer beyond this are dropped (and counted).
+    let maximumBufferedBytes: Int
     private let state = Mutex(State())
     /// Serialises writers (the background thread and urgent lines) so lines keep their order.
     private let writeLock = Mutex(())
 
-    init(fileDescriptor: Int32) {
+    init(fileDescriptor: Int32, maximumBufferedBytes: Int = 8 * 1024 * 1024) {
         self.fileDescriptor = fileDescriptor
+        self.maximumBufferedBytes = maximumBufferedBytes
     }
 
     /// Queues one line (a newline is added); `urgent` writes it, and everything before it, at once.
     func append(_ line: inout String, urgent: Bool) {
         let (startWriter, flushNow) = self.state.withLock { s -> (Bool, Bool) in
-            if s.buffer.count + line.utf8.count + 1 > Self.maximumBufferedBytes {
+            if s.buffer.count + line.utf8.count + 1 > self.maximumBufferedBytes {
                 s.dropped += 1
                 return (false, false)
             }
@@ -89,7 +93,7 @@ public final class LogOutput: Sendable {
     private func startWriter() {
         let thread = Thread { [self] in
             while true {
-                Thread.sleep(forTimeInterval: Double(Self.flushInterval.components.attoseconds) / 1e18)
+                Thread.sleep(forTimeInterval: Self.flushInterval)
                 self.flush()
             }
         }

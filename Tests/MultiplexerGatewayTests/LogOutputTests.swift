@@ -1,0 +1,96 @@
+import Foundation
+import Logging
+import Testing
+
+@testable import MultiplexerGateway
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// The request-path log output: a real pipe stands in for standard error.
+@Suite("Log output")
+struct LogOutputTests {
+    /// A pipe; `read(for:until:)` collects what arrives on its read end.
+    final class Pipe: @unchecked Sendable {
+        let readEnd: Int32
+        let writeEnd: Int32
+        private var received: [UInt8] = []
+
+        init() throws {
+            var fds: [Int32] = [0, 0]
+            guard pipe(&fds) == 0 else { throw POSIXError(.EMFILE) }
+            self.readEnd = fds[0]
+            self.writeEnd = fds[1]
+            _ = fcntl(self.readEnd, F_SETFL, fcntl(self.readEnd, F_GETFL) | O_NONBLOCK)
+        }
+
+        deinit {
+            close(self.readEnd)
+            close(self.writeEnd)
+        }
+
+        /// Reads what is available until `done(text so far)` holds or `timeout` passes; returns the text.
+        func read(timeout: Duration = .seconds(3), until done: (String) -> Bool) -> String {
+            let deadline = ContinuousClock.now + timeout
+            var buffer = [UInt8](repeating: 0, count: 65536)
+            while true {
+                let n = buffer.withUnsafeMutableBytes { Glibc.read(self.readEnd, $0.baseAddress, $0.count) }
+                if n > 0 { self.received += buffer[0..<n] }
+                let text = String(decoding: self.received, as: UTF8.self)
+                if done(text) || ContinuousClock.now >= deadline { return text }
+                if n <= 0 { usleep(2000) }
+            }
+        }
+    }
+
+    @Test func linesKeepTheirOrderAndWarningsAreWrittenAtOnce() throws {
+        let pipe = try Pipe()
+        let output = LogOutput(fileDescriptor: pipe.writeEnd)
+        var logger = Logger(label: "test") { GatewayLogHandler(label: $0, output: output) }
+        logger.logLevel = .info
+        logger.info("first", metadata: ["b": "2", "a": "1"])
+        logger.info("second")
+        logger.warning("third")  // writes the two queued lines and itself before returning
+        let now = pipe.read(timeout: .zero) { _ in true }
+        let lines = now.split(separator: "\n").map(String.init)
+        #expect(lines.count == 3)
+        #expect(lines.map { $0.components(separatedBy: " : ").last ?? "" } == ["a=1 b=2 first", "second", "third"], "metadata sorted, order kept")
+        let shape = #/^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z (info|warning) test : /#
+        #expect(lines.allSatisfy { $0.firstMatch(of: shape) != nil }, "\(lines)")
+        // An info line alone is written by the background thread, within its interval.
+        logger.info("fourth")
+        let later = pipe.read { $0.contains("fourth") }
+        #expect(later.hasSuffix("info test : fourth\n"))
+        logger.debug("not at this level")
+        output.flush()
+        #expect(!pipe.read(timeout: .milliseconds(100)) { _ in false }.contains("not at this level"))
+    }
+
+    /// A destination that stops draining never blocks the caller: lines beyond the buffer's bound are
+    /// dropped, and their number is written once the destination drains again.
+    @Test func aBlockedOutputDropsAndCountsLinesInsteadOfBlocking() throws {
+        let pipe = try Pipe()
+        // Fill the pipe so the writer thread's next write blocks.
+        _ = fcntl(pipe.writeEnd, F_SETFL, fcntl(pipe.writeEnd, F_GETFL) | O_NONBLOCK)
+        var filler = 0
+        let block = [UInt8](repeating: UInt8(ascii: "x"), count: 4096)
+        while block.withUnsafeBytes({ write(pipe.writeEnd, $0.baseAddress, $0.count) }) > 0 { filler += 4096 }
+        _ = fcntl(pipe.writeEnd, F_SETFL, fcntl(pipe.writeEnd, F_GETFL) & ~O_NONBLOCK)
+        #expect(filler > 0)
+
+        let output = LogOutput(fileDescriptor: pipe.writeEnd, maximumBufferedBytes: 1000)
+        let handler = GatewayLogHandler(label: "t", output: output)
+        let logger = Logger(label: "t") { _ in handler }
+        let started = ContinuousClock.now
+        for i in 0..<50 { logger.info("line-\(i) \(String(repeating: "y", count: 60))") }
+        #expect(started.duration(to: .now) < .seconds(1), "appending never waited for the pipe")
+
+        // Drain: the writer's blocked write completes, then it writes the rest and the count.
+        let text = pipe.read(timeout: .seconds(5)) { $0.contains("lines dropped]") }
+        let received = text.split(separator: "\n").filter { $0.contains("line-") }.count
+        let dropped = text.firstMatch(of: #/blocked: (\d+) lines dropped/#).flatMap { Int($0.1) } ?? 0
+        #expect(dropped > 0)
+        #expect(received + dropped == 50, "received \(received), dropped \(dropped)")
+    }
+}
