@@ -156,14 +156,6 @@ struct RedisScripts: Sendable {
           redis.call('PEXPIRE', k, w + MIN)
           redis.call('PEXPIRE', ak, w + MIN)
         end
-        local function tok_adjust(k, id, amount)
-          local ak = k .. ':amounts'
-          local old = redis.call('HGET', ak, id)
-          if old then
-            redis.call('HSET', ak, id, amount)
-            redis.call('HINCRBY', ak, '_sum', amount - tonumber(old))
-          end
-        end
         -- cooldowns only extend: the key's TTL is the remaining cooldown
         local function extend(pp, ms, reason)
           local k = pp .. 'cooldown'
@@ -302,16 +294,18 @@ struct RedisScripts: Sendable {
             local n = tonumber(ARGV[2])
             local W = \(Self.settlementFields)
             local settled = P .. 'settled'
-            local touched = {settled}
+            -- every key the batch may write, once each (a batch is usually one provider many times)
+            local touched, seen = {settled}, {}
+            local function mayWrite(prefix, suffixes)
+              if seen[prefix] then return end
+              seen[prefix] = true
+              for _, s in ipairs(suffixes) do touched[#touched + 1] = prefix .. s end
+            end
             for i = 0, n - 1 do
               local b = 3 + i * W
-              local pp = P .. 'provider:' .. ARGV[b + 1] .. ':'
-              for _, s in ipairs({'inflight', 'tpm:amounts', 'tpd:amounts', 'usage', 'failures', 'cooldown'}) do touched[#touched + 1] = pp .. s end
-              if ARGV[b + 2] ~= '' then
-                touched[#touched + 1] = P .. 'key:' .. ARGV[b + 2] .. ':tpm:amounts'
-                touched[#touched + 1] = P .. 'key:' .. ARGV[b + 2] .. ':usage'
-              end
-              if ARGV[b + 16] ~= '' then touched[#touched + 1] = P .. 'model:' .. ARGV[b + 16] .. ':usage' end
+              mayWrite(P .. 'provider:' .. ARGV[b + 1] .. ':', {'inflight', 'tpm:amounts', 'tpd:amounts', 'usage', 'failures', 'cooldown'})
+              if ARGV[b + 2] ~= '' then mayWrite(P .. 'key:' .. ARGV[b + 2] .. ':', {'tpm:amounts', 'usage'}) end
+              if ARGV[b + 16] ~= '' then mayWrite(P .. 'model:' .. ARGV[b + 16] .. ':', {'usage'}) end
             end
             touch(touched)
             redis.call('ZREMRANGEBYSCORE', settled, '-inf', now - 900000)

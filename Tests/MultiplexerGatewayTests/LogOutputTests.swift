@@ -1,5 +1,6 @@
 import Foundation
 import Logging
+import MultiplexerCore
 import Testing
 
 @testable import MultiplexerGateway
@@ -92,5 +93,28 @@ struct LogOutputTests {
         let dropped = text.firstMatch(of: #/blocked: (\d+) lines dropped/#).flatMap { Int($0.1) } ?? 0
         #expect(dropped > 0)
         #expect(received + dropped == 50, "received \(received), dropped \(dropped)")
+    }
+
+    @Test func theRequestLineHasTheContractFieldsAndCannotBeSplitOrForged() {
+        var log = OpenAIController.RequestLog(requestID: "req-1", operation: "chat/completions", started: .now)
+        log.model = "gpt-4o"
+        log.group = "fast"
+        log.provider = "openai"
+        log.attempts = 2
+        log.tokens = TokenUsage(promptTokens: 12, completionTokens: 7)
+        log.key = "team-a"
+        #expect(
+            OpenAIController.requestLine(log, status: 200, latency: .milliseconds(41))
+                == "request request.id=req-1 gen_ai.request.model=gpt-4o gateway.model_group=fast gateway.provider=openai "
+                + "gateway.attempts=2 http.response.status_code=200 duration_ms=41 gateway.operation=chat/completions "
+                + "gen_ai.usage.input_tokens=12 gen_ai.usage.output_tokens=7 gateway.key=team-a")
+        // A client chooses the model name: a newline, blanks, quotes or '=' must not make a second line or a field.
+        log.model = "x\nrequest request.id=forged status=200 \"q\""
+        log.tokens = nil
+        log.key = nil
+        let line = OpenAIController.requestLine(log, status: 404, latency: .zero)
+        #expect(!line.contains("\n"))
+        #expect(line.contains(#"gen_ai.request.model="x\nrequest request.id=forged status=200 \"q\"" gateway.model_group=fast"#), "\(line)")
+        #expect(line.hasSuffix("gateway.operation=chat/completions"))
     }
 }

@@ -82,37 +82,41 @@ struct OpenAIController: Sendable {
         let latency = log.started.duration(to: .now)
         self.gateway.metrics.request(model: log.group, provider: log.provider, status: status)
         if log.fallback { self.gateway.metrics.fallback(model: log.group) }
-        // One line, built directly (no metadata dictionary to hash, merge and sort on the request path);
-        // the fields are those of the README's log contract, in a fixed order.
         guard self.gateway.logger.logLevel <= .info else { return }
-        var line = "request request.id="
+        self.gateway.logger.info("\(Self.requestLine(log, status: status, latency: latency))")
+    }
+
+    /// The request's log line: `request` and `name=value` fields in a fixed order (those of the README's log
+    /// contract), built directly — no metadata dictionary to hash, merge and sort on the request path. A value
+    /// with a blank, a control character, `"` or `=` (a client's model name can hold anything) is written as a
+    /// JSON string, so one request is always one line and its fields cannot be forged.
+    static func requestLine(_ log: RequestLog, status: Int, latency: Duration) -> String {
+        var line = "request"
         line.reserveCapacity(256)
-        line += log.requestID
-        line += " gen_ai.request.model="
-        line += log.model
-        line += " gateway.model_group="
-        line += log.group
-        line += " gateway.provider="
-        line += log.provider
-        line += " gateway.attempts="
-        line += String(log.attempts)
-        line += " http.response.status_code="
-        line += String(status)
-        line += " duration_ms="
-        line += String(latency.millisecondsRoundedUp)
-        line += " gateway.operation="
-        line += log.operation
+        func field(_ name: String, _ value: String) {
+            line += " "
+            line += name
+            line += "="
+            if value.utf8.allSatisfy({ $0 > 0x20 && $0 != 0x7F && $0 != UInt8(ascii: "\"") && $0 != UInt8(ascii: "=") }) && !value.isEmpty {
+                line += value
+            } else {
+                JSONValue.writeString(value, into: &line)
+            }
+        }
+        field("request.id", log.requestID)
+        field("gen_ai.request.model", log.model)
+        field("gateway.model_group", log.group)
+        field("gateway.provider", log.provider)
+        field("gateway.attempts", String(log.attempts))
+        field("http.response.status_code", String(status))
+        field("duration_ms", String(latency.millisecondsRoundedUp))
+        field("gateway.operation", log.operation)
         if let t = log.tokens {
-            line += " gen_ai.usage.input_tokens="
-            line += String(t.promptTokens)
-            line += " gen_ai.usage.output_tokens="
-            line += String(t.completionTokens)
+            field("gen_ai.usage.input_tokens", String(t.promptTokens))
+            field("gen_ai.usage.output_tokens", String(t.completionTokens))
         }
-        if let k = log.key {
-            line += " gateway.key="
-            line += k
-        }
-        self.gateway.logger.info("\(line)")
+        if let k = log.key { field("gateway.key", k) }
+        return line
     }
 
     private func authenticate(_ request: Request) -> GatewayConfiguration.Key? {

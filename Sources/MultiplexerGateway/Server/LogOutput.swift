@@ -16,8 +16,9 @@ import Darwin
 /// every ``flushInterval`` (or at once when it passes ``flushThreshold``). Lines at `warning` and above are
 /// written before ``GatewayLogHandler/log(event:)`` returns, with everything queued before them.
 ///
-/// A caller never blocks on the descriptor: if it stops draining (a full pipe) the buffer grows to
-/// ``maximumBufferedBytes`` (8 MB) and further lines are dropped and counted; the next write reports how many.
+/// A caller of a line below `warning` never blocks on the descriptor: if it stops draining (a full pipe) the
+/// buffer grows to ``maximumBufferedBytes`` (8 MB) and further lines are dropped and counted; the next write
+/// reports how many. (A `warning` or worse waits for its write, as it would with `StreamLogHandler`.)
 public final class LogOutput: Sendable {
     /// Standard error, shared by every handler of the process.
     public static let standardError = LogOutput(fileDescriptor: 2)
@@ -66,11 +67,10 @@ public final class LogOutput: Sendable {
     public func flush() {
         self.writeLock.withLock { _ in
             var (bytes, dropped) = self.state.withLock { s -> ([UInt8], Int) in
-                defer {
-                    s.buffer.removeAll(keepingCapacity: true)
-                    s.dropped = 0
-                }
-                return (s.buffer, s.dropped)
+                var taken: [UInt8] = []
+                swap(&taken, &s.buffer)
+                defer { s.dropped = 0 }
+                return (taken, s.dropped)
             }
             if dropped > 0 { bytes += Array("[log output was blocked: \(dropped) lines dropped]\n".utf8) }
             guard !bytes.isEmpty else { return }
@@ -131,7 +131,7 @@ public struct GatewayLogHandler: LogHandler {
         line += self.label
         line += " :"
         var all = self.metadata
-        if let provided = self.metadataProvider?.get() { all.merge(provided) { a, _ in a } }
+        if let provided = self.metadataProvider?.get() { all.merge(provided) { _, b in b } }
         if let explicit = event.metadata { all.merge(explicit) { _, b in b } }
         if !all.isEmpty {
             for (k, v) in all.sorted(by: { $0.key < $1.key }) {

@@ -65,11 +65,7 @@ public struct SSEEventStream: AsyncSequence, Sendable {
         /// The next event, or `nil` at the end of the stream (then ``end`` is set).
         public mutating func next() async throws(UpstreamError) -> SSEEvent? {
             while true {
-                if self.pendingIndex < self.pending.count {
-                    let event = self.pending[self.pendingIndex]
-                    self.pendingIndex += 1
-                    return event
-                }
+                if let event = self.nextIfBuffered() { return event }
                 if self.finished { return nil }
                 self.pending.removeAll(keepingCapacity: true)
                 self.pendingIndex = 0
