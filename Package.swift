@@ -122,6 +122,10 @@ let package = Package(
         // Real processes (redis-server, nginx, gateways) for tests, benchmarks and the local fleet.
         .target(
             name: "MultiplexerTestSupport",
+            dependencies: [
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
             swiftSettings: swiftSettings
         ),
         .executableTarget(

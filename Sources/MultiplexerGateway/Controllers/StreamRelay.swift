@@ -40,6 +40,7 @@ struct StreamRelay: Sendable {
         var usage: TokenUsage?
         var result: SettlementResult = .abandoned
         var status = 200
+        var settled = false
         var lastRenewal = ContinuousClock.now
         let lease = self.controller.gateway.table.providers[pending.reservation.provider]?.leaseDuration ?? .seconds(180)
         // Events that arrived together (one read from the provider) go out in one write; the buffer is
@@ -84,15 +85,19 @@ struct StreamRelay: Sendable {
                 }
                 Self.frame(event, into: &out)
             }
+            // Settled before the response ends: a client that has read the whole stream finds the
+            // provider's windows and counters already updated (its next request is admitted on them).
+            await pending.settle(result)
+            settled = true
             try await writer.finish(nil)
         } catch {
             // Writing to the client failed: it went away. What was sent is not a complete answer.
-            if case .success = result {} else {
+            if !settled {
                 result = .abandoned
                 status = 499
             }
         }
-        await pending.settle(result)
+        if !settled { await pending.settle(result) }
         var log = self.log
         log.tokens = usage
         self.controller.gateway.metrics.inFlight.decrement()

@@ -6,6 +6,7 @@ import MultiplexerGateway
 import MultiplexerRedis
 import MultiplexerTestSupport
 import MultiplexerUpstream
+import ServiceLifecycle
 import Synchronization
 import Testing
 
@@ -38,12 +39,10 @@ struct GatewayFixture: Sendable {
         let client = try CurlClient()
         let mocks = Dictionary(uniqueKeysWithValues: specs.map { ($0.name, MockProvider(configuration: $0.configuration)) })
         let (ports, portsContinuation) = AsyncStream.makeStream(of: (String, Int).self)
-        try await withThrowingTaskGroup(of: Void.self) { group in
-            for (name, mock) in mocks {
-                group.addTask {
-                    try await mock.buildApplication(onServerRunning: { port in portsContinuation.yield((name, port)) }).run()
-                }
-            }
+        let mockApps: [any Service] = mocks.map { name, mock in
+            mock.buildApplication(onServerRunning: { port in portsContinuation.yield((name, port)) })
+        }
+        try await withServicesRunning(mockApps) {
             var mockPorts: [String: Int] = [:]
             for await (name, port) in ports {
                 mockPorts[name] = port
@@ -54,18 +53,16 @@ struct GatewayFixture: Sendable {
             logger.logLevel = .warning
             let gateway = try Gateway(configuration: configuration, client: client, logger: logger, store: store)
             let (gwPort, gwContinuation) = AsyncStream.makeStream(of: Int.self)
-            group.addTask {
-                try await buildApplication(gateway: gateway, client: client, onServerRunning: { gwContinuation.yield($0) }).run()
+            // The gateway's application runs the client's loop and the store's background work as its services.
+            let app = buildApplication(gateway: gateway, client: client, onServerRunning: { gwContinuation.yield($0) })
+            try await withServicesRunning([app]) {
+                var port = 0
+                for await p in gwPort {
+                    port = p
+                    break
+                }
+                try await body(GatewayFixture(gatewayPort: port, mocks: mocks, mockPorts: mockPorts, gateway: gateway, client: client))
             }
-            var port = 0
-            for await p in gwPort {
-                port = p
-                break
-            }
-            let fixture = GatewayFixture(gatewayPort: port, mocks: mocks, mockPorts: mockPorts, gateway: gateway, client: client)
-            defer { group.cancelAll() }
-            try await body(fixture)
-            group.cancelAll()
             client.shutdown()
         }
     }

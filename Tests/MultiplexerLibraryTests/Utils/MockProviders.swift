@@ -2,6 +2,8 @@ import Hummingbird
 import Multiplexer
 import MultiplexerCore
 import MultiplexerGateway
+import MultiplexerTestSupport
+import ServiceLifecycle
 import Testing
 
 /// Mock providers (the gateway's `MockProvider`, strict limits and failure modes) running in this process on
@@ -24,18 +26,15 @@ struct MockProviders: Sendable {
     static func with<R: Sendable>(_ specs: [Spec], _ body: @Sendable (MockProviders) async throws -> R) async throws -> R {
         let mocks = Dictionary(uniqueKeysWithValues: specs.map { ($0.name, MockProvider(configuration: $0.configuration)) })
         let (ports, portsContinuation) = AsyncStream.makeStream(of: (String, Int).self)
-        return try await withThrowingTaskGroup(of: Void.self, returning: R.self) { group in
-            for (name, mock) in mocks {
-                group.addTask {
-                    try await mock.buildApplication(onServerRunning: { port in portsContinuation.yield((name, port)) }).run()
-                }
-            }
+        let apps: [any Service] = mocks.map { name, mock in
+            mock.buildApplication(onServerRunning: { port in portsContinuation.yield((name, port)) })
+        }
+        return try await withServicesRunning(apps) {
             var bound: [String: Int] = [:]
             for await (name, port) in ports {
                 bound[name] = port
                 if bound.count == mocks.count { break }
             }
-            defer { group.cancelAll() }
             return try await body(MockProviders(mocks: mocks, ports: bound))
         }
     }
