@@ -8,7 +8,7 @@ cd "$(dirname "$0")/.."
 bash scripts/install-deps.sh
 swift build --build-tests
 # Suites that assert wall-clock bounds (upstream timeouts) run alone, on a quiet machine.
-TIMING='UpstreamErrorTaxonomyTests|OpenAIUpstreamTransportTests|CurlClientTests'
+TIMING='UpstreamErrorTaxonomyTests|OpenAIUpstreamTransportTests|CurlClientTests|SlowUpstreamTests'
 # Suites that start many processes (cluster, sentinels, fleets) run last, serialized within.
 HEAVY='RedisTopologyIntegrationTests|FleetTests'
 LOG=$(mktemp)

@@ -74,6 +74,7 @@ struct Check: AsyncParsableCommand {
         do {
             let c = try ConfigurationLoader.load(path: self.config)
             _ = try c.routingTable()
+            for w in c.warnings { print("warning: \(w)") }
             print("\(self.config): OK — \(c.providers.count) providers, \(c.models.count) model groups, \(c.keys.count) keys, store: \(c.redis == nil ? "in-memory" : "redis")")
         } catch {
             print("\(error)")

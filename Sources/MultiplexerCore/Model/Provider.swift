@@ -37,6 +37,10 @@ public struct Provider: Sendable, Hashable {
     public var supportsPrefill: Bool
     /// Extra headers sent upstream with every request.
     public var headers: [String: String]
+    /// How an `https://` base URL's certificate is checked, and the client certificate (mTLS).
+    public var tls: TLSOptions
+    /// One server-sent event larger than this breaks a stream (default 1 MiB).
+    public var maxEventBytes: Int
 
     public init(
         name: String,
@@ -54,7 +58,9 @@ public struct Provider: Sendable, Hashable {
         timeToFirstTokenTimeout: Duration = .seconds(15),
         streamIdleTimeout: Duration = .seconds(30),
         supportsPrefill: Bool = true,
-        headers: [String: String] = [:]
+        headers: [String: String] = [:],
+        tls: TLSOptions = TLSOptions(),
+        maxEventBytes: Int = 1 << 20
     ) {
         self.name = name
         self.baseURL = baseURL
@@ -72,6 +78,8 @@ public struct Provider: Sendable, Hashable {
         self.streamIdleTimeout = streamIdleTimeout
         self.supportsPrefill = supportsPrefill
         self.headers = headers
+        self.tls = tls
+        self.maxEventBytes = maxEventBytes
     }
 
     /// How long an in-flight reservation on this provider lives before the store reclaims it, should
@@ -97,5 +105,33 @@ extension Provider: CustomStringConvertible, CustomDebugStringConvertible, Custo
     public var debugDescription: String { self.description }
     public var customMirror: Mirror {
         Mirror(self, children: ["name": self.name, "baseURL": self.baseURL, "model": self.model, "apiKey": "<redacted>"])
+    }
+}
+
+/// The TLS settings of one provider (`tls:` in the configuration).
+///
+/// By default an `https://` provider's certificate and host name are verified against the system's CA
+/// store. ``caFile`` replaces that store for this provider; ``certFile`` and ``keyFile`` present a client
+/// certificate (mutual TLS). ``verify`` `false` switches verification off and must be written out.
+public struct TLSOptions: Sendable, Hashable {
+    /// PEM file of the CAs that may sign the provider's certificate, in place of the system store.
+    public var caFile: String?
+    /// PEM client certificate (mutual TLS).
+    public var certFile: String?
+    /// PEM private key of ``certFile`` (when it is not in the same file).
+    public var keyFile: String?
+    /// Whether the certificate and host name are verified.
+    public var verify: Bool
+
+    /// - Parameters:
+    ///   - caFile: the CA bundle replacing the system store.
+    ///   - certFile: the client certificate.
+    ///   - keyFile: the client certificate's key.
+    ///   - verify: whether to verify the server.
+    public init(caFile: String? = nil, certFile: String? = nil, keyFile: String? = nil, verify: Bool = true) {
+        self.caFile = caFile
+        self.certFile = certFile
+        self.keyFile = keyFile
+        self.verify = verify
     }
 }

@@ -72,7 +72,7 @@ public enum OutcomeClassifier {
         case .cancelled: .cancelled
         case .connectionReset: .failure(retryable: true)
         case .connectTimeout, .timeout, .firstTokenTimeout, .streamIdleTimeout: .failure(retryable: false)
-        case .connectionRefused, .dnsFailure, .tlsFailure, .invalidResponse, .other: .failure(retryable: false)
+        case .connectionRefused, .dnsFailure, .tlsFailure, .invalidResponse, .eventTooLarge, .other: .failure(retryable: false)
         }
     }
 }

@@ -20,6 +20,8 @@ public struct UpstreamError: Error, Sendable, Hashable, CustomStringConvertible 
         case tlsFailure = "tls_failure"
         /// The response could not be read or was not valid HTTP.
         case invalidResponse = "invalid_response"
+        /// A stream sent one server-sent event larger than the provider's `max_event_bytes`.
+        case eventTooLarge = "event_too_large"
         /// The call was cancelled by the caller (client went away, shutdown).
         case cancelled
         /// Anything else.

@@ -34,7 +34,8 @@ public enum ConfigurationLoader {
             throw ConfigurationError(problems: [.init(path: "", line: nil, message: "not valid YAML: \(error)")])
         }
         let walker = Walker(environment: environment)
-        let config = walker.configuration(root)
+        var config = walker.configuration(root)
+        config.warnings = walker.warnings
         guard walker.problems.isEmpty else {
             throw ConfigurationError(problems: walker.problems.sorted { ($0.line ?? 0, $0.path) < ($1.line ?? 0, $1.path) })
         }
@@ -56,6 +57,7 @@ private final class Walker {
     /// Largest limit accepted: 2^50 stays exact in the Lua scripts' double arithmetic.
     static let maxLimit = 1 << 50
     var problems: [ConfigurationError.Problem] = []
+    var warnings: [ConfigurationError.Problem] = []
     let environment: [String: String]
 
     init(environment: [String: String]) {
@@ -64,6 +66,11 @@ private final class Walker {
 
     func fail(_ path: String, _ node: Node?, _ message: String) {
         self.problems.append(.init(path: path, line: node?.mark?.line, message: message))
+    }
+
+    /// A valid but risky setting: `check` prints it, `serve` logs it at warning.
+    func warn(_ path: String, _ node: Node?, _ message: String) {
+        self.warnings.append(.init(path: path, line: node?.mark?.line, message: message))
     }
 
     // MARK: Sections
@@ -221,8 +228,35 @@ private final class Walker {
                 if let value = self.string(v, "\(path).headers.\(k)") { p.headers[k] = value }
             }
         }
+        if let n = m.take("max_event_bytes") { p.maxEventBytes = self.int(n, path + ".max_event_bytes", 1024...(1 << 30)) ?? p.maxEventBytes }
+        if let n = m.take("tls") { p.tls = self.tls(n, path + ".tls", https: baseURL.map { $0.lowercased().hasPrefix("https://") }) }
         m.finish()
         return name == nil || baseURL == nil || model == nil ? nil : p
+    }
+
+    /// `providers[].tls`: files must be readable now (a typo is found by `check`, not by the first request);
+    /// a key needs its certificate; `verify: false` is accepted with a warning.
+    func tls(_ node: Node, _ path: String, https: Bool?) -> TLSOptions {
+        var t = TLSOptions()
+        guard let m = self.map(node, path) else { return t }
+        if https == false { self.fail(path, node, "applies to https:// base URLs only") }
+        func file(_ k: String) -> String? {
+            guard let n = m.take(k), let f = self.string(n, "\(path).\(k)", nonEmpty: true) else { return nil }
+            if !FileManager.default.isReadableFile(atPath: f) { self.fail("\(path).\(k)", n, "cannot read '\(f)'") }
+            return f
+        }
+        t.caFile = file("ca_file")
+        t.certFile = file("cert_file")
+        t.keyFile = file("key_file")
+        if t.keyFile != nil && t.certFile == nil { self.fail(path + ".key_file", m.node("key_file"), "needs cert_file") }
+        if let n = m.take("verify") {
+            t.verify = self.bool(n, path + ".verify") ?? true
+            if !t.verify {
+                self.warn(path + ".verify", n, "certificate verification is off: anyone on the network path can read and change this provider's traffic, its API key included")
+            }
+        }
+        m.finish()
+        return t
     }
 
     func model(_ node: Node, _ path: String, providers: Set<String>) -> ModelGroup? {

@@ -1,4 +1,5 @@
 public import MultiplexerCore
+public import MultiplexerUpstream
 
 /// The gateway's configuration: the YAML file of ARCHITECTURE §4, validated.
 ///
@@ -70,6 +71,8 @@ public struct GatewayConfiguration: Sendable, CustomStringConvertible {
     public var keys: [Key] = []
     /// Protects `/admin/*`; without it `/admin/*` is off.
     public var adminKey: String?
+    /// Valid but risky settings (e.g. `tls.verify: false`), each with its key path and line.
+    public var warnings: [ConfigurationError.Problem] = []
 
     public init() {}
 
@@ -77,6 +80,20 @@ public struct GatewayConfiguration: Sendable, CustomStringConvertible {
     public func routingTable() throws -> RoutingTable {
         let groupName = self.defaultModel.flatMap { d in self.models.first { $0.name == d || $0.aliases.contains(d) }?.name }
         return try RoutingTable(providers: self.providers, groups: self.models, defaultGroup: groupName)
+    }
+
+    /// The upstream connection pool for these providers.
+    ///
+    /// Concurrent calls to one provider never wait for one another: no per-host or total connection limit is
+    /// set (the fleet-wide `max_concurrent` limits, enforced at admission, are the bound), so each call gets
+    /// its own HTTP/1.1 connection or an HTTP/2 stream at once. Connections are kept alive for reuse: the
+    /// cache keeps as many as the providers may have in flight (each provider's `max_concurrent`, or 256 for
+    /// one without), at least 256 and at most 8,192 in all.
+    public var upstreamClientConfiguration: CurlClient.Configuration {
+        let perProvider = self.providers.map { $0.limits.maxConcurrent ?? 256 }.reduce(0, +)
+        return CurlClient.Configuration(
+            maxCachedConnections: min(8192, max(256, perProvider)), maxConnectionsPerHost: 0, maxTotalConnections: 0,
+            maxIdleHandles: min(8192, max(256, perProvider)))
     }
 
     public var description: String {

@@ -2,6 +2,7 @@ import HTTPTypes
 import Hummingbird
 public import MultiplexerCore
 import MultiplexerRedis
+import MultiplexerUpstream
 import NIOCore
 import Prometheus
 
@@ -23,6 +24,7 @@ struct AdminController: Sendable {
         }
         router.get("/metrics") { _, _ in
             self.gateway.metrics.storeAvailable.set(self.gateway.redisStore.map { $0.availability == .connected ? 1.0 : 0.0 } ?? 1.0)
+            self.gateway.metrics.upstreamPool(self.gateway.transport.client.statistics)
             var h = HTTPFields()
             h[.contentType] = "text/plain; version=0.0.4"
             return Response(status: .ok, headers: h, body: .init(byteBuffer: ByteBuffer(bytes: self.gateway.metrics.registry.emitToBuffer())))

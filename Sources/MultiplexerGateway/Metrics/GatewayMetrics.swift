@@ -1,4 +1,5 @@
 import MultiplexerCore
+import MultiplexerUpstream
 public import Prometheus
 import Synchronization
 
@@ -14,6 +15,9 @@ import Synchronization
 /// - `multiplexer_store_admission_duration_seconds` — quota-store admission round trip
 /// - `multiplexer_store_available` — 1 connected, 0 degraded or unavailable
 /// - `multiplexer_inflight_requests` — client requests in progress on this node
+/// - `multiplexer_upstream_connections_opened_total` — upstream connections opened (TCP + TLS handshakes)
+/// - `multiplexer_upstream_connection_waits_total`, `multiplexer_upstream_connection_wait_seconds_total` —
+///   upstream calls that waited for a connection, and their total wait (0 unless a pool limit is reached)
 public final class GatewayMetrics: Sendable {
     /// The registry `/metrics` renders.
     public let registry: PrometheusCollectorRegistry
@@ -23,6 +27,11 @@ public final class GatewayMetrics: Sendable {
     let inFlight: Gauge
     let storeAvailable: Gauge
     let admission: DurationHistogram
+    private let connectionsOpened: Counter
+    private let connectionWaits: Counter
+    private let connectionWaitSeconds: Counter
+    /// The pool statistics already added to the counters.
+    private let poolSeen = Mutex<CurlClient.Statistics?>(nil)
 
     static let latencyBuckets: [Duration] = [
         .milliseconds(5), .milliseconds(10), .milliseconds(25), .milliseconds(50), .milliseconds(100), .milliseconds(250), .milliseconds(500),
@@ -48,6 +57,27 @@ public final class GatewayMetrics: Sendable {
         self.storeAvailable = registry.makeGauge(descriptor: Self.name("store", "available", "1 when the quota store is reachable"), labels: [])
         self.admission = registry.makeDurationHistogram(
             descriptor: Self.name("store_admission_duration", "seconds", "Quota store admission round trip"), labels: [], buckets: Self.storeBuckets)
+        self.connectionsOpened = registry.makeCounter(
+            descriptor: Self.name("upstream_connections_opened", "total", "Upstream connections opened (TCP and TLS handshakes)"), labels: [])
+        self.connectionWaits = registry.makeCounter(
+            descriptor: Self.name("upstream_connection_waits", "total", "Upstream calls that waited for a free connection"), labels: [])
+        self.connectionWaitSeconds = registry.makeCounter(
+            descriptor: Self.name("upstream_connection_wait_seconds", "total", "Time upstream calls spent waiting for a connection"), labels: [])
+    }
+
+    /// Brings the upstream pool counters up to `statistics` (called when `/metrics` is scraped).
+    func upstreamPool(_ statistics: CurlClient.Statistics) {
+        self.poolSeen.withLock { seen in
+            let before = seen ?? CurlClient.Statistics()
+            if statistics.connectionsOpened > before.connectionsOpened {
+                self.connectionsOpened.increment(by: Int64(statistics.connectionsOpened - before.connectionsOpened))
+            }
+            if statistics.connectionWaits > before.connectionWaits {
+                self.connectionWaits.increment(by: Int64(statistics.connectionWaits - before.connectionWaits))
+                self.connectionWaitSeconds.increment(by: Double((statistics.connectionWaitTime - before.connectionWaitTime).seconds))
+            }
+            seen = statistics
+        }
     }
 
     private struct CounterKey: Hashable {

@@ -16,7 +16,10 @@ public enum GatewayRunner {
     public static func serve(configuration: GatewayConfiguration, logger: Logger, drain: Duration, shutdownTimeout: Duration) async throws {
         // libcurl's TLS may write to a closed socket; a dead peer must not kill the process.
         signal(SIGPIPE, SIG_IGN)
-        let client = try CurlClient()
+        for warning in configuration.warnings {
+            logger.warning("configuration: \(warning)")
+        }
+        let client = try CurlClient(configuration: configuration.upstreamClientConfiguration)
         let gateway = try Gateway(configuration: configuration, client: client, logger: logger)
         let app = buildApplication(gateway: gateway, client: client)
         logger.info(

@@ -23,9 +23,17 @@ final class ActiveTransfer {
     private var headers = UpstreamHeaders()
     private(set) var headersComplete = false
     private var body: [UInt8] = []
-    private var gotFirstByte = false
+    /// A stream's first complete event (or, for a body that is not an event stream, its first byte) arrived.
+    private var gotFirstEvent = false
+    /// When the last complete event arrived (or the consumer resumed a paused transfer).
     private var lastActivity: ContinuousClock.Instant
+    /// Finds the events of a 2xx `text/event-stream` body; `nil` for any other body.
+    private var boundaries: SSEEventBoundaries?
+    private let maxEventBytes: Int
     private(set) var paused = false
+    /// When libcurl was about to send the request on a connection (new or reused): the pool statistics
+    /// derive the time the transfer waited for a connection from it.
+    private(set) var requestStartedAt: ContinuousClock.Instant?
     /// Why a callback aborted the transfer (returned 0), reported instead of libcurl's write error.
     private var abortReason: UpstreamError?
 
@@ -38,7 +46,8 @@ final class ActiveTransfer {
         self.submittedAt = spec.submittedAt
         self.lastActivity = spec.submittedAt
         self.maxResponseBytes = maxResponseBytes
-        self.leavesHandleReusable = spec.request.method == "POST"
+        self.maxEventBytes = spec.request.maxEventBytes
+        self.reusableTLS = spec.request.method == "POST" ? spec.request.tls : nil
         switch spec.delivery {
         case .buffered(let continuation):
             self.bufferedContinuation = continuation
@@ -55,9 +64,10 @@ final class ActiveTransfer {
 
     // MARK: - Setup
 
-    /// Whether the easy handle may skip `curl_easy_reset` before its next transfer: a plain `POST` that
-    /// completed leaves exactly the options the next `POST` sets again or keeps.
-    let leavesHandleReusable: Bool
+    /// When set, a completed transfer leaves the easy handle ready for the next `POST` with these TLS
+    /// settings without `curl_easy_reset`: a plain `POST` leaves exactly the options the next one sets
+    /// again or keeps (the TLS options are set only on a fresh handle).
+    let reusableTLS: TLSOptions?
 
     /// Sets the options of the easy handle for `spec`. A handle fresh from `curl_easy_reset` (`fresh`) first
     /// gets the options every transfer shares; a handle reused right after a `POST` keeps them.
@@ -73,14 +83,7 @@ final class ActiveTransfer {
             try easy.set(CURLOPT_NOSIGNAL, 1, call: "CURLOPT_NOSIGNAL")
             try easy.set(CURLOPT_TCP_NODELAY, 1, call: "CURLOPT_TCP_NODELAY")
             try easy.set(CURLOPT_TCP_KEEPALIVE, 1, call: "CURLOPT_TCP_KEEPALIVE")
-            if configuration.http2 {
-                // Best effort: HTTP/2 over TLS via ALPN, HTTP/1.1 otherwise; a libcurl without nghttp2 refuses
-                // the option and keeps HTTP/1.1, which is fine.
-                try? easy.set(CURLOPT_HTTP_VERSION, Int(CURL_HTTP_VERSION_2TLS), call: "CURLOPT_HTTP_VERSION")
-                try easy.set(CURLOPT_PIPEWAIT, 1, call: "CURLOPT_PIPEWAIT")
-            } else {
-                try easy.set(CURLOPT_HTTP_VERSION, Int(CURL_HTTP_VERSION_1_1), call: "CURLOPT_HTTP_VERSION")
-            }
+            try Self.configureTLS(easy, request.tls)
             try easy.set(
                 CURLOPT_HEADERFUNCTION,
                 callback: { buffer, size, count, userdata in
@@ -97,13 +100,38 @@ final class ActiveTransfer {
                     let transfer = Unmanaged<ActiveTransfer>.fromOpaque(userdata).takeUnretainedValue()
                     return transfer.receiveBody(UnsafeRawBufferPointer(start: buffer, count: size * count))
                 }, call: "CURLOPT_WRITEFUNCTION")
+            try easy.set(
+                CURLOPT_PREREQFUNCTION,
+                prerequest: { userdata, _, _, _, _ in
+                    if let userdata {
+                        Unmanaged<ActiveTransfer>.fromOpaque(userdata).takeUnretainedValue().requestStartedAt = .now
+                    }
+                    return CURL_PREREQFUNC_OK
+                }, call: "CURLOPT_PREREQFUNCTION")
         }
         easy.clearErrorMessage()
         try easy.set(CURLOPT_URL, request.url, call: "CURLOPT_URL")
+        // Set on every transfer (a reused handle may come from the other scheme). Plain-text connections are
+        // HTTP/1.1, one request at a time each: a transfer never waits for a busy connection (no PIPEWAIT), it
+        // opens another one, and finished ones are kept alive for reuse. Over TLS, HTTP/2 is offered by ALPN;
+        // PIPEWAIT there only makes a transfer wait for a connection still in its handshake to tell whether it
+        // multiplexes (instead of opening a second connection at once); once it is known, transfers share
+        // it as streams up to the server's stream limit, and a full or HTTP/1.1-only connection never makes
+        // one wait. A libcurl without nghttp2 refuses HTTP/2 and keeps HTTP/1.1.
+        if configuration.http2 && request.isHTTPS {
+            if (try? easy.set(CURLOPT_HTTP_VERSION, Int(CURL_HTTP_VERSION_2TLS), call: "CURLOPT_HTTP_VERSION")) == nil {
+                try easy.set(CURLOPT_HTTP_VERSION, Int(CURL_HTTP_VERSION_1_1), call: "CURLOPT_HTTP_VERSION")
+            }
+            try easy.set(CURLOPT_PIPEWAIT, 1, call: "CURLOPT_PIPEWAIT")
+        } else {
+            try easy.set(CURLOPT_HTTP_VERSION, Int(CURL_HTTP_VERSION_1_1), call: "CURLOPT_HTTP_VERSION")
+            try easy.set(CURLOPT_PIPEWAIT, 0, call: "CURLOPT_PIPEWAIT")
+        }
         try easy.set(CURLOPT_CONNECTTIMEOUT_MS, max(1, request.timeouts.connect.wholeMilliseconds), call: "CURLOPT_CONNECTTIMEOUT_MS")
         let context = Unmanaged.passUnretained(self).toOpaque()
         try easy.set(CURLOPT_HEADERDATA, pointer: context, call: "CURLOPT_HEADERDATA")
         try easy.set(CURLOPT_WRITEDATA, pointer: context, call: "CURLOPT_WRITEDATA")
+        try easy.set(CURLOPT_PREREQDATA, pointer: context, call: "CURLOPT_PREREQDATA")
 
         var list: UnsafeMutablePointer<curl_slist>?
         for line in spec.headerLines {
@@ -135,6 +163,26 @@ final class ActiveTransfer {
                 }
                 try check(code, call: "CURLOPT_COPYPOSTFIELDS")
             }
+        }
+    }
+
+    /// The TLS options of a fresh handle: the system CA store unless `ca_file` replaces it, the client
+    /// certificate for mutual TLS, and verification off only when configured so.
+    private static func configureTLS(_ easy: EasyHandle, _ tls: TLSOptions) throws(UpstreamError) {
+        if let ca = tls.caFile {
+            try easy.set(CURLOPT_CAINFO, ca, call: "CURLOPT_CAINFO")
+        }
+        if let cert = tls.certFile {
+            try easy.set(CURLOPT_SSLCERT, cert, call: "CURLOPT_SSLCERT")
+            try easy.set(CURLOPT_SSLCERTTYPE, "PEM", call: "CURLOPT_SSLCERTTYPE")
+        }
+        if let key = tls.keyFile {
+            try easy.set(CURLOPT_SSLKEY, key, call: "CURLOPT_SSLKEY")
+            try easy.set(CURLOPT_SSLKEYTYPE, "PEM", call: "CURLOPT_SSLKEYTYPE")
+        }
+        if !tls.verify {
+            try easy.set(CURLOPT_SSL_VERIFYPEER, 0, call: "CURLOPT_SSL_VERIFYPEER")
+            try easy.set(CURLOPT_SSL_VERIFYHOST, 0, call: "CURLOPT_SSL_VERIFYHOST")
         }
     }
 
@@ -196,6 +244,11 @@ final class ActiveTransfer {
     }
 
     private func headersDidComplete() {
+        if self.storage != nil, (200..<300).contains(self.status),
+            self.headers["content-type"].map({ $0.utf8.count >= 17 && $0.lowercased().hasPrefix("text/event-stream") }) ?? true
+        {
+            self.boundaries = SSEEventBoundaries(maxEventBytes: self.maxEventBytes)
+        }
         if let continuation = self.headContinuation {
             self.headContinuation = nil
             continuation.resume(returning: .success(StreamHead(status: self.status, headers: self.headers)))
@@ -211,8 +264,21 @@ final class ActiveTransfer {
             self.body.append(contentsOf: bytes)
             return bytes.count
         }
-        self.gotFirstByte = true
-        self.lastActivity = .now
+        if self.boundaries == nil {
+            // Not an event stream (an error body): any byte is activity.
+            self.gotFirstEvent = true
+            self.lastActivity = .now
+        } else {
+            let scan = self.boundaries!.scan(bytes)
+            if scan.oversized {
+                self.abortReason = UpstreamError(.eventTooLarge, message: "a server-sent event larger than \(self.maxEventBytes) bytes")
+                return 0
+            }
+            if scan.events > 0 {
+                self.gotFirstEvent = true
+                self.lastActivity = .now
+            }
+        }
         switch storage.offer(bytes) {
         case .accepted:
             return bytes.count
@@ -265,9 +331,9 @@ final class ActiveTransfer {
         case .timeout:
             return UpstreamError(.timeout, message: "no complete response within \(self.timeouts.response)")
         case .firstTokenTimeout:
-            return UpstreamError(.firstTokenTimeout, message: "no response body within \(self.timeouts.firstByte ?? .zero)")
+            return UpstreamError(.firstTokenTimeout, message: "no complete event within \(self.timeouts.firstByte ?? .zero)")
         default:
-            return UpstreamError(.streamIdleTimeout, message: "the stream was silent for \(self.timeouts.idle ?? .zero)")
+            return UpstreamError(.streamIdleTimeout, message: "no complete event for \(self.timeouts.idle ?? .zero)")
         }
     }
 
@@ -283,9 +349,9 @@ final class ActiveTransfer {
         if !self.headersComplete {
             consider(self.submittedAt + self.timeouts.response, .timeout)
         }
-        if !self.gotFirstByte, let firstByte = self.timeouts.firstByte {
+        if !self.gotFirstEvent, let firstByte = self.timeouts.firstByte {
             consider(self.submittedAt + firstByte, .firstTokenTimeout)
-        } else if self.gotFirstByte, !self.paused, let idle = self.timeouts.idle {
+        } else if self.gotFirstEvent, !self.paused, let idle = self.timeouts.idle {
             consider(self.lastActivity + idle, .streamIdleTimeout)
         }
         return earliest

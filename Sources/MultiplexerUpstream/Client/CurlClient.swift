@@ -84,6 +84,7 @@ public final class CurlClient: Sendable {
 
     let multi: MultiHandle
     private let state: Mutex<SharedState>
+    let counters = Counters()
     private let nextID = Atomic<UInt64>(1)
     private let runCalled = Atomic<Bool>(false)
 
@@ -307,6 +308,42 @@ public final class CurlClient: Sendable {
 }
 
 extension CurlClient {
+    /// What the connection pool did since the client was created.
+    public struct Statistics: Sendable, Hashable {
+        /// Transfers that reached the server (sent their request), on a new or a reused connection.
+        public var transfers: Int
+        /// Connections opened (each TCP, and TLS, handshake once).
+        public var connectionsOpened: Int
+        /// Transfers that waited 2 ms or more for a connection (a pool limit, or an HTTP/2 connection still
+        /// in its handshake), and their total wait.
+        public var connectionWaits: Int
+        public var connectionWaitTime: Duration
+
+        public init(transfers: Int = 0, connectionsOpened: Int = 0, connectionWaits: Int = 0, connectionWaitTime: Duration = .zero) {
+            self.transfers = transfers
+            self.connectionsOpened = connectionsOpened
+            self.connectionWaits = connectionWaits
+            self.connectionWaitTime = connectionWaitTime
+        }
+    }
+
+    /// The pool's counters: read them for metrics (cheap; atomics).
+    public var statistics: Statistics {
+        Statistics(
+            transfers: self.counters.transfers.load(ordering: .relaxed),
+            connectionsOpened: self.counters.connectionsOpened.load(ordering: .relaxed),
+            connectionWaits: self.counters.connectionWaits.load(ordering: .relaxed),
+            connectionWaitTime: .microseconds(self.counters.connectionWaitMicroseconds.load(ordering: .relaxed)))
+    }
+
+    /// Written by the loop thread only, read by anyone.
+    final class Counters: Sendable {
+        let transfers = Atomic<Int>(0)
+        let connectionsOpened = Atomic<Int>(0)
+        let connectionWaits = Atomic<Int>(0)
+        let connectionWaitMicroseconds = Atomic<Int>(0)
+    }
+
     enum Phase {
         case idle, running, stopping, stopped
     }

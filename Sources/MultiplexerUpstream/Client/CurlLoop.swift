@@ -1,5 +1,6 @@
 internal import CCurl
 import MultiplexerCore
+import Synchronization
 
 #if canImport(Glibc)
 import Glibc
@@ -133,10 +134,11 @@ final class CurlLoop {
             } else {
                 easy = try EasyHandle()
             }
-            // A handle that just completed a POST keeps its options for the next POST: that saves a
-            // curl_easy_reset and a dozen setopts per request. Anything else starts from a clean handle.
-            fresh = !(easy.isReusableForPOST && spec.request.method == "POST")
-            easy.isReusableForPOST = false
+            // A handle that just completed a POST keeps its options for the next POST with the same TLS
+            // settings: that saves a curl_easy_reset and a dozen setopts per request. Anything else starts
+            // from a clean handle.
+            fresh = !(spec.request.method == "POST" && easy.reusableForPOST == spec.request.tls)
+            easy.reusableForPOST = nil
             if fresh { try easy.reset() }
         } catch {
             spec.fail(error)
@@ -195,11 +197,36 @@ final class CurlLoop {
     private func end(_ transfer: ActiveTransfer, _ failure: UpstreamError?) {
         let easy = transfer.easy
         _ = curl_multi_remove_handle(self.multi, easy.raw)
+        self.count(transfer, now: .now)
         self.transfers[easy.raw] = nil
         self.transfersByID[transfer.id] = nil
         transfer.finish(failure)
-        easy.isReusableForPOST = failure == nil && transfer.leavesHandleReusable
+        easy.reusableForPOST = failure == nil ? transfer.reusableTLS : nil
         self.recycle(easy)
+    }
+
+    /// Adds what a finished transfer did to the client's statistics: whether it opened a connection, and
+    /// how long it waited for one. libcurl 7.88 has no queue-time field, but a transfer that waits for a
+    /// connection restarts its per-try clock when it gets one, while its total clock keeps running from the
+    /// operation's start. So: the try started `PRETRANSFER_TIME` before the pre-request callback fired, the
+    /// operation `TOTAL_TIME` before now, and the wait is the time between the two: ≈ 0 for a transfer that
+    /// got its connection at once; a busy loop thread can add a millisecond or so between a transfer's first
+    /// steps, so waits under 2 ms are not counted.
+    private func count(_ transfer: ActiveTransfer, now: ContinuousClock.Instant) {
+        guard let requestStarted = transfer.requestStartedAt else { return }
+        let easy = transfer.easy
+        let counters = self.client.counters
+        counters.transfers.add(1, ordering: .relaxed)
+        let connects = easy.longInfo(CURLINFO_NUM_CONNECTS)
+        if connects > 0 { counters.connectionsOpened.add(connects, ordering: .relaxed) }
+        let tryStarted = requestStarted - .microseconds(easy.offsetInfo(CURLINFO_PRETRANSFER_TIME_T))
+        let operationStarted = now - .microseconds(easy.offsetInfo(CURLINFO_TOTAL_TIME_T))
+        let wait = operationStarted.duration(to: tryStarted)
+        if wait >= .milliseconds(2) {
+            let (seconds, attoseconds) = wait.components
+            counters.connectionWaits.add(1, ordering: .relaxed)
+            counters.connectionWaitMicroseconds.add(Int(seconds) * 1_000_000 + Int(attoseconds / 1_000_000_000_000), ordering: .relaxed)
+        }
     }
 
     private func recycle(_ easy: EasyHandle) {

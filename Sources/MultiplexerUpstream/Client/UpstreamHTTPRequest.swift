@@ -6,10 +6,13 @@ public struct UpstreamTimeouts: Sendable, Hashable {
     public var connect: Duration
     /// A buffered call: the whole call. A stream: until the response headers. → ``UpstreamError/Kind/timeout``.
     public var response: Duration
-    /// Streams only: from submission to the first body byte → ``UpstreamError/Kind/firstTokenTimeout``.
+    /// Streams only: from submission to the first complete server-sent event (a `data:` event ended by a
+    /// blank line; comments and keep-alive blank lines do not count) → ``UpstreamError/Kind/firstTokenTimeout``.
+    /// A stream answer that is not `text/event-stream` (an error body) counts its first body byte instead.
     public var firstByte: Duration?
-    /// Streams only: the longest silence between body bytes once the body started (time the consumer
-    /// spends not reading, while the transfer is paused, does not count) → ``UpstreamError/Kind/streamIdleTimeout``.
+    /// Streams only: the longest time without a complete event once the first one arrived (time the
+    /// consumer spends not reading, while the transfer is paused, does not count) →
+    /// ``UpstreamError/Kind/streamIdleTimeout``.
     public var idle: Duration?
 
     /// - Parameters:
@@ -47,6 +50,11 @@ public struct UpstreamHTTPRequest: Sendable, CustomStringConvertible {
     public var body: [UInt8]
     /// The call's time limits.
     public var timeouts: UpstreamTimeouts
+    /// How an `https://` server is verified, and the client certificate.
+    public var tls: TLSOptions
+    /// Streams only: one server-sent event (or one line of it) larger than this fails the stream with
+    /// ``UpstreamError/Kind/eventTooLarge`` as soon as that many bytes arrived, without reading on.
+    public var maxEventBytes: Int
 
     /// - Parameters:
     ///   - method: the HTTP method.
@@ -54,14 +62,24 @@ public struct UpstreamHTTPRequest: Sendable, CustomStringConvertible {
     ///   - headers: request headers.
     ///   - body: the request body.
     ///   - timeouts: the call's time limits.
+    ///   - tls: the TLS settings (system CAs, verified, by default).
+    ///   - maxEventBytes: the largest server-sent event of a stream.
     public init(
-        method: String = "POST", url: String, headers: UpstreamHeaders = [:], body: [UInt8] = [], timeouts: UpstreamTimeouts = UpstreamTimeouts()
+        method: String = "POST", url: String, headers: UpstreamHeaders = [:], body: [UInt8] = [], timeouts: UpstreamTimeouts = UpstreamTimeouts(),
+        tls: TLSOptions = TLSOptions(), maxEventBytes: Int = 1 << 20
     ) {
         self.method = method
         self.url = url
         self.headers = headers
         self.body = body
         self.timeouts = timeouts
+        self.tls = tls
+        self.maxEventBytes = maxEventBytes
+    }
+
+    /// Whether the URL is `https://` (HTTP/2 is offered only there, through ALPN).
+    var isHTTPS: Bool {
+        self.url.utf8.count > 8 && self.url.utf8.prefix(8).map { $0 | 0x20 }.elementsEqual("https://".utf8)
     }
 
     public var description: String {

@@ -24,8 +24,9 @@ final class EasyHandle {
         self.errorBuffer.deallocate()
     }
 
-    /// Whether the options of a completed `POST` are still set, so that the next `POST` may skip ``reset()``.
-    var isReusableForPOST = false
+    /// Set when the options of a completed `POST` are still set: the next `POST` with these TLS settings
+    /// may skip ``reset()``.
+    var reusableForPOST: TLSOptions?
 
     /// Forgets the message of the previous transfer.
     func clearErrorMessage() {
@@ -63,6 +64,23 @@ final class EasyHandle {
 
     func set(_ option: CURLoption, callback: curl_write_callback, call: StaticString) throws(UpstreamError) {
         try check(ccurl_easy_setopt_write_callback(self.raw, option, callback), call: call)
+    }
+
+    func set(_ option: CURLoption, prerequest callback: curl_prereq_callback, call: StaticString) throws(UpstreamError) {
+        try check(ccurl_easy_setopt_prereq_callback(self.raw, option, callback), call: call)
+    }
+
+    /// A `curl_off_t` field of the last transfer (the `CURLINFO_*_TIME_T` times are microseconds); 0 when
+    /// libcurl has none.
+    func offsetInfo(_ field: CURLINFO) -> Int {
+        var value: curl_off_t = 0
+        return ccurl_easy_getinfo_off_t(self.raw, field, &value) == CURLE_OK ? Int(value) : 0
+    }
+
+    /// A `long` field of the last transfer; 0 when libcurl has none.
+    func longInfo(_ field: CURLINFO) -> Int {
+        var value = 0
+        return ccurl_easy_getinfo_long(self.raw, field, &value) == CURLE_OK ? value : 0
     }
 
     /// The message libcurl wrote into the error buffer for the last failure ("" if none).

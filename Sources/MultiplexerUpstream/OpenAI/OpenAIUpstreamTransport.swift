@@ -146,7 +146,8 @@ public struct OpenAIUpstreamTransport: UpstreamTransport {
             headers.add(name: name, value: value)
         }
         return UpstreamHTTPRequest(
-            method: "POST", url: "\(base)/\(path)", headers: headers, body: request.body(provider), timeouts: UpstreamTimeouts(provider: provider))
+            method: "POST", url: "\(base)/\(path)", headers: headers, body: request.body(provider), timeouts: UpstreamTimeouts(provider: provider),
+            tls: provider.tls, maxEventBytes: provider.maxEventBytes)
     }
 
     /// `error` with every occurrence of the credential replaced (defence in depth: libcurl's messages never
