@@ -39,6 +39,16 @@ struct CommandLineTests {
         #expect(status == 0 && output.contains("OK"), "\(output)")
     }
 
+    @Test func checkWarnsWhenVerificationIsOff() async throws {
+        let path = try Self.write("""
+            providers: [{ name: a, base_url: "https://127.0.0.1:1/v1", model: m, tls: { verify: false } }]
+            models: [{ name: g, primary: [{ provider: a }] }]
+            """)
+        let (status, output) = try await OpenAISDKTests.run(Self.binary, ["check", "--config", path])
+        #expect(status == 0 && output.contains("OK"), "\(output)")
+        #expect(output.contains("warning: line 1: providers[0].tls.verify: certificate verification is off"), "\(output)")
+    }
+
     @Test func serveRefusesABadFileNamingTheProblem() async throws {
         let path = try Self.write("providers: []\nmodels: []\nkeys: [{ name: k }]\n")
         let (status, output) = try await OpenAISDKTests.run(Self.binary, ["serve", "--config", path])

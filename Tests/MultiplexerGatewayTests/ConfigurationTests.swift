@@ -1,3 +1,4 @@
+import Foundation
 import MultiplexerCore
 import MultiplexerGateway
 import Testing
@@ -230,6 +231,60 @@ struct ConfigurationTests {
         }
         #expect(throws: ConfigurationError.self) {
             try ConfigurationLoader.parse(yaml: base + "redis: { url: 'redis://h', namespace: '{x}' }", environment: [:])
+        }
+    }
+}
+
+@Suite("Configuration: TLS and stream limits")
+struct ProviderTLSConfigurationTests {
+    static func provider(_ extra: String, baseURL: String = "https://provider.example/v1") -> String {
+        """
+        providers:
+          - name: p
+            base_url: \(baseURL)
+            model: m
+        \(extra.split(separator: "\n").map { "    " + $0 }.joined(separator: "\n"))
+        models:
+          - { name: m, primary: [{ provider: p }] }
+        """
+    }
+
+    @Test func tlsFilesAndMaxEventBytesLoad() throws {
+        let ca = FileManager.default.temporaryDirectory.appendingPathComponent("mux-ca-\(UInt32.random(in: 0...UInt32.max)).pem").path
+        _ = FileManager.default.createFile(atPath: ca, contents: Data("-----BEGIN CERTIFICATE-----\n".utf8))
+        defer { try? FileManager.default.removeItem(atPath: ca) }
+        let c = try ConfigurationLoader.parse(
+            yaml: Self.provider("max_event_bytes: 65536\ntls:\n  ca_file: \(ca)\n  cert_file: \(ca)\n  key_file: \(ca)"), environment: [:])
+        #expect(c.providers[0].tls == TLSOptions(caFile: ca, certFile: ca, keyFile: ca, verify: true))
+        #expect(c.providers[0].maxEventBytes == 65536)
+        #expect(c.warnings.isEmpty)
+        let defaults = try ConfigurationLoader.parse(yaml: Self.provider(""), environment: [:])
+        #expect(defaults.providers[0].tls == TLSOptions() && defaults.providers[0].maxEventBytes == 1 << 20)
+    }
+
+    @Test func verifyFalseIsAcceptedWithAWarning() throws {
+        let c = try ConfigurationLoader.parse(yaml: Self.provider("tls: { verify: false }"), environment: [:])
+        #expect(c.providers[0].tls.verify == false)
+        #expect(c.warnings.count == 1)
+        #expect(c.warnings.first?.path == "providers[0].tls.verify" && c.warnings.first?.line == 5)
+        #expect(c.warnings.first?.message.contains("verification is off") == true)
+    }
+
+    @Test func badTLSSettingsAreErrorsWithTheirPaths() {
+        let yaml = Self.provider("max_event_bytes: 10\ntls:\n  ca_file: /nonexistent/ca.pem\n  key_file: /nonexistent/k.pem\n  verify: maybe\n  pin: x")
+        do {
+            _ = try ConfigurationLoader.parse(yaml: yaml, environment: [:])
+            Issue.record("accepted")
+        } catch {
+            let paths = Set(error.problems.map(\.path))
+            #expect(paths.isSuperset(of: ["providers[0].max_event_bytes", "providers[0].tls.ca_file", "providers[0].tls.key_file", "providers[0].tls.verify", "providers[0].tls.pin"]), "\(error)")
+            #expect(error.problems.allSatisfy { $0.line != nil })
+        }
+        do {
+            _ = try ConfigurationLoader.parse(yaml: Self.provider("tls: { verify: true }", baseURL: "http://127.0.0.1:1/v1"), environment: [:])
+            Issue.record("tls on http:// accepted")
+        } catch {
+            #expect(error.problems.map(\.path) == ["providers[0].tls"])
         }
     }
 }
