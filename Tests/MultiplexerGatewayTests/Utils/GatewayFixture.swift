@@ -3,6 +3,7 @@ import Hummingbird
 import Logging
 import MultiplexerCore
 import MultiplexerGateway
+import MultiplexerMockProvider
 import MultiplexerRedis
 import MultiplexerTestSupport
 import MultiplexerUpstream

@@ -1,7 +1,7 @@
 import Hummingbird
 import Multiplexer
 import MultiplexerCore
-import MultiplexerGateway
+import MultiplexerMockProvider
 import MultiplexerTestSupport
 import ServiceLifecycle
 import Testing
