@@ -93,18 +93,9 @@ public final class NginxProcess: Sendable {
     ///   - prefix: nginx's prefix folder (relative paths resolve there; the error log goes there).
     @discardableResult
     public static func test(configuration path: String, prefix: String) throws -> String {
-        guard let exe = ManagedProcess.which("nginx") else { throw Failure.notInstalled }
-        let p = Process()
-        p.executableURL = URL(fileURLWithPath: exe)
-        p.arguments = ["-t", "-p", prefix, "-e", prefix + "/error.log", "-c", path]
-        let out = Pipe()
-        p.standardOutput = out
-        p.standardError = out
-        try p.run()
-        let data = out.fileHandleForReading.readDataToEndOfFile()
-        p.waitUntilExit()
-        let text = String(decoding: data, as: UTF8.self)
-        guard p.terminationStatus == 0 else { throw Failure.didNotStart(text) }
-        return text
+        guard ManagedProcess.which("nginx") != nil else { throw Failure.notInstalled }
+        let r = try RedisCLI.runWithStatus(tool: "nginx", ["-t", "-p", prefix, "-e", prefix + "/error.log", "-c", path], timeout: .seconds(30))
+        guard r.status == 0 else { throw Failure.didNotStart(r.output) }
+        return r.output
     }
 }

@@ -61,16 +61,6 @@ struct MockProviders: Sendable {
     }
 }
 
-/// Polls `condition` until it holds or `timeout` passes.
-func eventually(timeout: Duration = .seconds(5), _ condition: @Sendable () async throws -> Bool) async rethrows -> Bool {
-    let deadline = ContinuousClock.now + timeout
-    while ContinuousClock.now < deadline {
-        if try await condition() { return true }
-        try? await Task.sleep(for: .milliseconds(20))
-    }
-    return try await condition()
-}
-
 /// A one-message chat.
 func ask(_ mux: Multiplexer, _ text: String = "hello world") async throws -> ChatCompletion {
     try await mux.chat.completions.create(messages: [.user(text)])
