@@ -234,6 +234,42 @@ struct MockProviderTests {
         }
     }
 
+    @Test(arguments: [(MockProvider.Mode.commentsOnly, " "), (.blankKeepalive, "\n")])
+    func keepAliveModesSendBlanksToANonStreamRequest(_ mode: MockProvider.Mode, _ blank: String) async throws {
+        try await MockFixture.with({ $0.mode = mode }) { f in
+            let r = try await Curl.run(["-i", "-N", "--max-time", "0.7", "-d", Curl.chat(), f.base + "/v1/chat/completions"])
+            #expect(r.exitCode == 28)
+            let reply = Curl.parse(r.output.components(separatedBy: "curl:").first ?? "")
+            #expect(reply.status == 200 && reply.headers["content-type"] == "application/json")
+            #expect(reply.body.count >= 3 && reply.body.allSatisfy { String($0) == blank })
+        }
+    }
+
+    @Test func brokenBodyModesBreakStreamsTheSameWay() async throws {
+        try await MockFixture.with({ $0.mode = .invalidJSON200 }) { f in
+            let bad = try await Curl.post(f.base + "/v1/chat/completions", Curl.chat(stream: true))
+            #expect(bad.status == 200 && bad.headers["content-type"] == "text/event-stream")
+            let data = bad.body.split(separator: "\n").filter { $0.hasPrefix("data: ") }.map { $0.dropFirst(6) }
+            #expect(data.last == "[DONE]")
+            #expect(data.dropLast().allSatisfy { (try? JSONParser.parse(Array($0.utf8))) == nil })
+            f.state.setMode(.noChoices200, retryAfter: nil)
+            let none = try await Curl.post(f.base + "/v1/chat/completions", Curl.chat(stream: true))
+            let chunks = none.body.split(separator: "\n").filter { $0.hasPrefix("data: {") }
+            #expect(!chunks.isEmpty)
+            #expect(chunks.allSatisfy { (try? JSONParser.parse(Array($0.dropFirst(6).utf8)))?.value["choices"] == nil })
+            #expect(f.state.counters.failed == 2 && f.state.counters.served == 0)
+        }
+    }
+
+    @Test func trickleBytesTricklesANonStreamAnswerToo() async throws {
+        try await MockFixture.with({ $0.mode = .trickleBytes; $0.trickleInterval = .milliseconds(100) }) { f in
+            let r = try await Curl.run(["-N", "--max-time", "0.6", "-d", Curl.chat(), f.base + "/v1/chat/completions"])
+            #expect(r.exitCode == 28)
+            let body = r.output.components(separatedBy: "curl:").first ?? ""
+            #expect(!body.isEmpty && #"{"id":"mock-"#.hasPrefix(body))
+        }
+    }
+
     // MARK: Counters and recorded requests
 
     @Test func maxInFlightCountsEveryRequestAtTheMockAtOnce() async throws {
