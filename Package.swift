@@ -16,6 +16,7 @@ let package = Package(
         .library(name: "MultiplexerRedis", targets: ["MultiplexerRedis"]),
         .library(name: "MultiplexerUpstream", targets: ["MultiplexerUpstream"]),
         .library(name: "MultiplexerGateway", targets: ["MultiplexerGateway"]),
+        .library(name: "MultiplexerMockProvider", targets: ["MultiplexerMockProvider"]),
         .library(name: "Multiplexer", targets: ["Multiplexer"]),
         .executable(name: "multiplexer", targets: ["MultiplexerCLI"]),
     ],
@@ -93,12 +94,23 @@ let package = Package(
             ],
             swiftSettings: swiftSettings
         ),
+        // MARK: A fake provider (strict limits, provider dialects, failure modes) for tests, the demo, benchmarks
+        .target(
+            name: "MultiplexerMockProvider",
+            dependencies: [
+                "MultiplexerCore",
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "HTTPTypes", package: "swift-http-types"),
+            ],
+            swiftSettings: swiftSettings
+        ),
         // A whole fleet on loopback (redis-server, gateway processes, nginx, mock providers): the demo,
         // the local fleet runner and the fleet tests share it.
         .target(
             name: "MultiplexerFleet",
             dependencies: [
-                "MultiplexerGateway", "MultiplexerCore", "MultiplexerRedis", "MultiplexerUpstream", "MultiplexerTestSupport",
+                "MultiplexerGateway", "MultiplexerMockProvider", "MultiplexerCore", "MultiplexerRedis", "MultiplexerUpstream", "MultiplexerTestSupport",
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
@@ -110,7 +122,7 @@ let package = Package(
         .executableTarget(
             name: "MultiplexerCLI",
             dependencies: [
-                "MultiplexerGateway", "MultiplexerFleet",
+                "MultiplexerGateway", "MultiplexerMockProvider", "MultiplexerFleet",
                 .product(name: "UnixSignals", package: "swift-service-lifecycle"),
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
@@ -165,7 +177,7 @@ let package = Package(
         .testTarget(
             name: "MultiplexerGatewayTests",
             dependencies: [
-                "MultiplexerGateway", "MultiplexerCore", "MultiplexerRedis", "MultiplexerUpstream", "MultiplexerTestSupport",
+                "MultiplexerGateway", "MultiplexerMockProvider", "MultiplexerCore", "MultiplexerRedis", "MultiplexerUpstream", "MultiplexerTestSupport",
                 .product(name: "HummingbirdTesting", package: "hummingbird"),
                 .product(name: "HTTPTypes", package: "swift-http-types"),
                 .product(name: "NIOCore", package: "swift-nio"),
@@ -175,7 +187,8 @@ let package = Package(
         .testTarget(
             name: "MultiplexerLibraryTests",
             dependencies: [
-                "Multiplexer", "MultiplexerCore", "MultiplexerRedis", "MultiplexerUpstream", "MultiplexerGateway", "MultiplexerTestSupport",
+                "Multiplexer", "MultiplexerCore", "MultiplexerRedis", "MultiplexerUpstream", "MultiplexerGateway", "MultiplexerMockProvider",
+                "MultiplexerTestSupport",
                 .product(name: "Hummingbird", package: "hummingbird"),
             ],
             swiftSettings: swiftSettings
@@ -185,8 +198,18 @@ let package = Package(
         .testTarget(
             name: "FleetTests",
             dependencies: [
-                "MultiplexerFleet", "MultiplexerGateway", "MultiplexerCore", "MultiplexerRedis", "MultiplexerUpstream", "MultiplexerTestSupport",
+                "MultiplexerFleet", "MultiplexerGateway", "MultiplexerMockProvider", "MultiplexerCore", "MultiplexerRedis", "MultiplexerUpstream",
+                "MultiplexerTestSupport",
                 .product(name: "Yams", package: "Yams"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+        // The mock provider's modes and dialects, and the TLS/HTTP/2 front (nginx, a test CA) in front of it.
+        .testTarget(
+            name: "MultiplexerMockProviderTests",
+            dependencies: [
+                "MultiplexerMockProvider", "MultiplexerCore", "MultiplexerUpstream", "MultiplexerTestSupport",
+                .product(name: "Hummingbird", package: "hummingbird"),
             ],
             swiftSettings: swiftSettings
         ),

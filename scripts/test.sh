@@ -7,15 +7,16 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/install-deps.sh
 swift build --build-tests
-# Suites that assert wall-clock bounds (upstream timeouts) run alone, on a quiet machine.
-TIMING='UpstreamErrorTaxonomyTests|OpenAIUpstreamTransportTests|CurlClientTests|SlowUpstreamTests'
+# Suites that assert wall-clock bounds (upstream timeouts, the mock's latencies and trickles) run alone,
+# on a quiet machine.
+TIMING='UpstreamErrorTaxonomyTests|OpenAIUpstreamTransportTests|CurlClientTests|SlowUpstreamTests|MultiplexerMockProviderTests'
 # Suites that start many processes (cluster, sentinels, fleets) run last, serialized within.
 HEAVY='RedisTopologyIntegrationTests|FleetTests'
 LOG=$(mktemp)
 trap 'rm -f "$LOG"' EXIT
 echo "== phase 1: unit and integration suites =="
 swift test --skip-build --skip "$TIMING|$HEAVY" 2>&1 | tee -a "$LOG"
-echo "== phase 2: upstream timeouts (wall-clock bounds) =="
+echo "== phase 2: upstream timeouts, mock provider timing (wall-clock bounds) =="
 swift test --skip-build --filter "$TIMING" 2>&1 | tee -a "$LOG"
 echo "== phase 3: Redis Cluster and Sentinel topologies, fleet (real processes) =="
 swift test --skip-build --filter "$HEAVY" 2>&1 | tee -a "$LOG"

@@ -2,29 +2,35 @@ import ArgumentParser
 import Foundation
 import Logging
 import MultiplexerGateway
+import MultiplexerMockProvider
 
 struct MockProvider: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "mock-provider",
-        abstract: "Run a fake OpenAI-compatible provider with strict rolling limits and failure modes (for tests, the demo, benchmarks).")
+        abstract: "Run a fake OpenAI-compatible provider with strict rolling limits, provider dialects and failure modes (for tests, the demo, benchmarks).")
 
     @Option(help: "Listen on this port.") var port: Int
     @Option(help: "Listen on this address.") var host: String = "127.0.0.1"
     @Option(help: "Strict requests per rolling minute (429 beyond).") var rpm: Int?
     @Option(help: "Strict tokens per rolling minute (429 beyond).") var tpm: Int?
     @Option(help: "Strict concurrent requests (429 beyond).") var maxConcurrent: Int?
-    @Option(help: "Added latency per request, in milliseconds.") var latencyMs: Int = 0
+    @Option(help: "Milliseconds until a non-stream answer's headers (the whole answer), or until a stream's first event (its headers come at once).")
+    var latencyMs: Int = 0
     @Option(help: "Fraction of requests answered 500 (0…1).") var failRate: Double = 0
-    @Option(help: "Events per streamed answer.") var streamChunks: Int = 5
-    @Option(help: "Milliseconds between streamed events.") var chunkDelayMs: Int = 2
+    @Option(help: "Content events per streamed answer.") var streamChunks: Int = 5
+    @Option(name: [.customLong("token-interval-ms"), .customLong("chunk-delay-ms")], help: "Milliseconds between streamed events (alias: --chunk-delay-ms).")
+    var tokenIntervalMs: Int = 2
     @Option(help: "Completion tokens per answer (capped by max_tokens).") var completionTokens: Int = 8
-    @Option(help: "Start in this mode: \(MultiplexerGateway.MockProvider.Mode.allCases.map(\.rawValue).joined(separator: ", ")).") var mode: String = "ok"
-    @Option(help: "Retry-After seconds in 429 mode.") var retryAfter: Int = 2
+    @Option(help: "Start in this mode: \(MultiplexerMockProvider.MockProvider.Mode.allCases.map(\.rawValue).joined(separator: ", ")).") var mode: String = "ok"
+    @Option(help: "Retry-After seconds in 429 mode; the reset that exhausted mode announces.") var retryAfter: Int = 2
+    @Option(help: "Rate-limit headers and 429s in this provider's style: \(MultiplexerMockProvider.MockProvider.Dialect.allCases.map(\.rawValue).joined(separator: ", ")).")
+    var dialect: String = "openai"
 
     func run() async throws {
         _ = bootstrapLogging(level: .warning)
-        guard let m = MultiplexerGateway.MockProvider.Mode(rawValue: self.mode) else { throw ValidationError("unknown mode '\(self.mode)'") }
-        var c = MultiplexerGateway.MockProvider.Configuration()
+        guard let m = MultiplexerMockProvider.MockProvider.Mode(rawValue: self.mode) else { throw ValidationError("unknown mode '\(self.mode)'") }
+        guard let d = MultiplexerMockProvider.MockProvider.Dialect(rawValue: self.dialect) else { throw ValidationError("unknown dialect '\(self.dialect)'") }
+        var c = MultiplexerMockProvider.MockProvider.Configuration()
         c.host = self.host
         c.port = self.port
         c.rpm = self.rpm
@@ -33,12 +39,13 @@ struct MockProvider: AsyncParsableCommand {
         c.latency = .milliseconds(self.latencyMs)
         c.failRate = self.failRate
         c.streamChunks = self.streamChunks
-        c.chunkDelay = .milliseconds(self.chunkDelayMs)
+        c.tokenInterval = .milliseconds(self.tokenIntervalMs)
         c.completionTokens = self.completionTokens
         c.mode = m
         c.retryAfter = self.retryAfter
+        c.dialect = d
         let port = self.port
-        try await MultiplexerGateway.MockProvider(configuration: c).run(onServerRunning: { _ in
+        try await MultiplexerMockProvider.MockProvider(configuration: c).run(onServerRunning: { _ in
             print("mock-provider listening on 127.0.0.1:\(port)")
         })
     }

@@ -1,6 +1,7 @@
 import Foundation
 import MultiplexerCore
 import MultiplexerGateway
+import MultiplexerMockProvider
 import MultiplexerTestSupport
 
 /// `multiplexer demo`: a fleet on loopback — mock providers with strict limits, one or more gateway

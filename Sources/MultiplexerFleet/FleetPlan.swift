@@ -4,7 +4,7 @@ public import MultiplexerCore
 /// enforce for it), one model group over them, the number of gateway nodes, and whether Redis and an
 /// nginx load balancer run.
 public struct FleetPlan: Sendable {
-    /// One upstream provider: an in-process ``MultiplexerGateway/MockProvider`` and its entry in the
+    /// One upstream provider: an in-process ``MultiplexerMockProvider/MockProvider`` and its entry in the
     /// gateways' configuration.
     public struct Provider: Sendable {
         /// Provider name (`[a-z0-9._-]+`).

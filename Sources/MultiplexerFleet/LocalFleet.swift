@@ -2,7 +2,8 @@ import Foundation
 import Hummingbird
 import Logging
 public import MultiplexerCore
-public import MultiplexerGateway
+import MultiplexerGateway
+public import MultiplexerMockProvider
 import MultiplexerRedis
 public import MultiplexerTestSupport
 public import MultiplexerUpstream

@@ -22,6 +22,11 @@ public enum RedisCLI {
 
     /// Runs `tool args…` (found on PATH) and returns its standard output and error.
     public static func run(tool: String, _ args: [String], timeout: Duration) throws -> String {
+        try Self.runWithStatus(tool: tool, args, timeout: timeout).output
+    }
+
+    /// Runs `tool args…` (found on PATH) and returns its exit status and its standard output and error.
+    public static func runWithStatus(tool: String, _ args: [String], timeout: Duration) throws -> (status: Int32, output: String) {
         guard let exe = ManagedProcess.which(tool) else { throw Failure.notInstalled(tool) }
         let p = Process()
         p.executableURL = URL(fileURLWithPath: exe)
@@ -41,7 +46,7 @@ public enum RedisCLI {
         if p.terminationReason == .uncaughtSignal && p.terminationStatus == SIGKILL {
             throw Failure.timedOut(([tool] + args).joined(separator: " "))
         }
-        return String(decoding: data, as: UTF8.self)
+        return (p.terminationStatus, String(decoding: data, as: UTF8.self))
     }
 }
 

@@ -2,6 +2,7 @@ import Foundation
 import MultiplexerCore
 import MultiplexerFleet
 import MultiplexerGateway
+import MultiplexerMockProvider
 import MultiplexerTestSupport
 import Testing
 

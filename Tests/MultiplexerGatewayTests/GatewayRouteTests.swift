@@ -1,6 +1,7 @@
 import Foundation
 import MultiplexerCore
 import MultiplexerGateway
+import MultiplexerMockProvider
 import MultiplexerUpstream
 import Testing
 

@@ -1,5 +1,6 @@
 import Foundation
 import MultiplexerGateway
+import MultiplexerMockProvider
 import Testing
 
 /// The official OpenAI Python SDK (from PyPI), unmodified, against a live gateway.

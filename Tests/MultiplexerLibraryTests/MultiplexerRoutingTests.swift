@@ -1,6 +1,6 @@
 import Multiplexer
 import MultiplexerCore
-import MultiplexerGateway
+import MultiplexerMockProvider
 import Testing
 
 /// The library against real mock providers on loopback: weights, tiers, cooldowns, failover, errors, stats.

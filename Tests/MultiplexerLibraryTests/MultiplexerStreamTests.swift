@@ -1,6 +1,7 @@
 import Multiplexer
 import MultiplexerCore
-import MultiplexerGateway
+import MultiplexerMockProvider
+import MultiplexerTestSupport
 import Testing
 
 /// `chat.completions.stream`: chunks in order, usage settled at the end, failover before the first chunk,

@@ -2,6 +2,7 @@ import Foundation
 import Multiplexer
 import MultiplexerCore
 import MultiplexerGateway
+import MultiplexerMockProvider
 import MultiplexerTestSupport
 import MultiplexerUpstream
 import Testing

@@ -3,6 +3,7 @@ import Hummingbird
 import Logging
 import MultiplexerCore
 import MultiplexerGateway
+import MultiplexerMockProvider
 import MultiplexerRedis
 import MultiplexerTestSupport
 import MultiplexerUpstream
@@ -100,12 +101,7 @@ struct GatewayFixture: Sendable {
 
     /// Polls `condition` until it holds or `timeout` passes.
     static func eventually(timeout: Duration = .seconds(5), _ condition: @Sendable () async throws -> Bool) async rethrows -> Bool {
-        let deadline = ContinuousClock.now + timeout
-        while ContinuousClock.now < deadline {
-            if try await condition() { return true }
-            try? await Task.sleep(for: .milliseconds(20))
-        }
-        return try await condition()
+        try await MultiplexerTestSupport.eventually(timeout: timeout, condition)
     }
 }
 

@@ -1,7 +1,7 @@
 import Hummingbird
 import Multiplexer
 import MultiplexerCore
-import MultiplexerGateway
+import MultiplexerMockProvider
 import MultiplexerTestSupport
 import ServiceLifecycle
 import Testing
@@ -59,16 +59,6 @@ struct MockProviders: Sendable {
             baseURL: self.url(name), apiKey: "sk-test-\(name)-secret", model: "upstream-\(name)", limits: limits, timeouts: timeouts,
             failureThreshold: failureThreshold)
     }
-}
-
-/// Polls `condition` until it holds or `timeout` passes.
-func eventually(timeout: Duration = .seconds(5), _ condition: @Sendable () async throws -> Bool) async rethrows -> Bool {
-    let deadline = ContinuousClock.now + timeout
-    while ContinuousClock.now < deadline {
-        if try await condition() { return true }
-        try? await Task.sleep(for: .milliseconds(20))
-    }
-    return try await condition()
 }
 
 /// A one-message chat.
