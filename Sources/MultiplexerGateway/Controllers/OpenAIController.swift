@@ -183,7 +183,17 @@ struct OpenAIController: Sendable {
                 .upstream(status: 503, "The gateway cannot reach its quota store. Retry shortly.", code: "service_unavailable"), requestID: requestID)
         }
         log.attempts = result.attempts.count
-        for a in result.attempts { self.gateway.metrics.attempt(a) }
+        for a in result.attempts {
+            self.gateway.metrics.attempt(a)
+            if let d = a.exhaustedCooldown {
+                self.gateway.logger.warning(
+                    "provider cooling down",
+                    metadata: [
+                        "gateway.provider": .string(a.provider), "gateway.cooldown.reason": "exhausted",
+                        "gateway.cooldown_ms": .stringConvertible(d.millisecondsRoundedUp), "request.id": .string(requestID),
+                    ])
+            }
+        }
         var headers = Self.baseHeaders(requestID: requestID)
         headers[Self.attemptsHeader] = String(result.attempts.count)
         if let key { Self.addKeyLimitHeaders(&headers, key: key) }
@@ -232,6 +242,15 @@ struct OpenAIController: Sendable {
                 requestID: requestID, headers: headers)
         case .upstreamFailed(let last):
             log.provider = last.provider
+            if last.error == .invalidResponse {
+                // A response that is not what the operation returns (a 2xx with a non-JSON, empty or
+                // shapeless body, or one that is not valid HTTP): never relayed as a success.
+                let what =
+                    last.status.map { "answered HTTP \($0) with a body that is not a valid '\(operation)' response" } ?? "sent an invalid response"
+                return Self.error(
+                    .upstream(status: 502, "No provider could serve the request; the last one \(what).", code: "invalid_upstream_response"),
+                    requestID: requestID, headers: headers)
+            }
             let status: Int
             if last.error.map({ UpstreamError($0).isTimeout }) ?? false {
                 status = 504

@@ -83,24 +83,25 @@ public struct OpenAIUpstreamTransport: UpstreamTransport {
     public func send(_ request: OpenAIUpstreamRequest, to provider: Provider) async throws(UpstreamError) -> UpstreamResponse<OpenAIUpstreamBody> {
         let http = Self.makeHTTPRequest(request, provider: provider)
         do {
-            return request.stream ? try await self.sendStreaming(http) : try await self.sendBuffered(http)
+            return request.stream
+                ? try await self.sendStreaming(http, operation: request.path) : try await self.sendBuffered(http, operation: request.path)
         } catch {
             throw Self.redacting(provider.apiKey, in: error)
         }
     }
 
-    private func sendBuffered(_ http: UpstreamHTTPRequest) async throws(UpstreamError) -> UpstreamResponse<OpenAIUpstreamBody> {
+    private func sendBuffered(_ http: UpstreamHTTPRequest, operation: String) async throws(UpstreamError) -> UpstreamResponse<OpenAIUpstreamBody> {
         let response = try await self.client.execute(http)
-        return Self.complete(status: response.status, headers: response.headers, body: response.body)
+        return Self.complete(status: response.status, headers: response.headers, body: response.body, operation: operation)
     }
 
-    private func sendStreaming(_ http: UpstreamHTTPRequest) async throws(UpstreamError) -> UpstreamResponse<OpenAIUpstreamBody> {
+    private func sendStreaming(_ http: UpstreamHTTPRequest, operation: String) async throws(UpstreamError) -> UpstreamResponse<OpenAIUpstreamBody> {
         let response = try await self.client.stream(http)
         let isEventStream = response.headers["content-type"]?.lowercased().hasPrefix("text/event-stream") ?? true
         guard (200..<300).contains(response.status), isEventStream else {
             // An error, or a provider that answered a stream request with plain JSON: read it whole.
             let body = try await response.body.collect(upTo: self.maxErrorBodyBytes)
-            return Self.complete(status: response.status, headers: response.headers, body: body)
+            return Self.complete(status: response.status, headers: response.headers, body: body, operation: operation)
         }
         var events = SSEEventStream(bytes: response.body).makeAsyncIterator()
         guard let first = try await events.next() else {
@@ -111,12 +112,15 @@ public struct OpenAIUpstreamTransport: UpstreamTransport {
             settlesLater: true)
     }
 
-    private static func complete(status: Int, headers: UpstreamHeaders, body: [UInt8]) -> UpstreamResponse<OpenAIUpstreamBody> {
-        let success = (200..<300).contains(status)
-        return UpstreamResponse(
-            status: status, headers: headers, body: .complete(body),
-            errorCode: success ? nil : OpenAIResponseInspector.errorCode(in: body),
-            usage: success ? OpenAIResponseInspector.usage(in: body) : nil)
+    /// A whole response. A 2xx body is checked against what the operation returns
+    /// (``OpenAIResponseInspector/inspectSuccess(_:operation:contentType:)``): one that is not is marked
+    /// ``UpstreamResponse/invalidBody``, and the router treats it as a failure of the provider.
+    static func complete(status: Int, headers: UpstreamHeaders, body: [UInt8], operation: String) -> UpstreamResponse<OpenAIUpstreamBody> {
+        guard (200..<300).contains(status) else {
+            return UpstreamResponse(status: status, headers: headers, body: .complete(body), errorCode: OpenAIResponseInspector.errorCode(in: body))
+        }
+        let inspected = OpenAIResponseInspector.inspectSuccess(body, operation: operation, contentType: headers["content-type"])
+        return UpstreamResponse(status: status, headers: headers, body: .complete(body), usage: inspected.usage, invalidBody: inspected.invalid)
     }
 
     /// The HTTP request for `request` on `provider`.
