@@ -35,8 +35,12 @@ public struct Provider: Sendable, Hashable {
     public var streamIdleTimeout: Duration
     /// Whether the provider accepts an assistant prefill (used to continue a broken stream).
     public var supportsPrefill: Bool
-    /// Extra headers sent upstream with every request.
+    /// Extra headers sent upstream with every request (they win over headers forwarded from the client).
     public var headers: [String: String]
+    /// Whether the client's `OpenAI-Organization` / `OpenAI-Project` headers are forwarded to this provider
+    /// (`forward_client_headers`, default false): they name an account, which is only meaningful when the
+    /// provider is the client's own OpenAI account.
+    public var forwardClientHeaders: Bool
 
     public init(
         name: String,
@@ -54,7 +58,8 @@ public struct Provider: Sendable, Hashable {
         timeToFirstTokenTimeout: Duration = .seconds(15),
         streamIdleTimeout: Duration = .seconds(30),
         supportsPrefill: Bool = true,
-        headers: [String: String] = [:]
+        headers: [String: String] = [:],
+        forwardClientHeaders: Bool = false
     ) {
         self.name = name
         self.baseURL = baseURL
@@ -72,6 +77,7 @@ public struct Provider: Sendable, Hashable {
         self.streamIdleTimeout = streamIdleTimeout
         self.supportsPrefill = supportsPrefill
         self.headers = headers
+        self.forwardClientHeaders = forwardClientHeaders
     }
 
     /// How long an in-flight reservation on this provider lives before the store reclaims it, should
