@@ -86,6 +86,14 @@ extension Multiplexer {
                     .authentication, "Authentication failed for \(at) (\(how)); no other model could serve the request.", modelName: last.provider,
                     endpoint: e?.endpoint.baseURL, statusCode: last.status, attempts: attempts))
             }
+            if last.error == .invalidResponse {
+                // A 2xx whose body is not what the operation returns (or a response that is not valid HTTP):
+                // the router failed over from it like from any failure, and it was the last one left.
+                return try Self.fail(MultiplexerError(
+                    .invalidResponse,
+                    "Invalid response from \(at) (\(how), not a valid '\(operation)' response); no other model could serve the request.",
+                    modelName: last.provider, endpoint: e?.endpoint.baseURL, statusCode: last.status, attempts: attempts))
+            }
             return try Self.fail(MultiplexerError(
                 .serviceUnavailable, "Service unavailable for \(at) (\(how)); no other model could serve the request.", modelName: last.provider,
                 endpoint: e?.endpoint.baseURL, statusCode: last.status, attempts: attempts))

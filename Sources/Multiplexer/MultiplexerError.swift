@@ -65,7 +65,9 @@ public struct MultiplexerError: Error, CustomStringConvertible {
         /// Providers failed (5xx, timeouts, connection errors, a stream that broke), the quota store is
         /// unreachable with the `reject` policy, or the multiplexer is not running.
         public static let serviceUnavailable = Code(.serviceUnavailable)
-        /// A provider answered 2xx with a body that is not what the operation returns.
+        /// A provider answered 2xx with a body that is not what the operation returns. A body that is not JSON,
+        /// empty, or without `choices` (chat, completions) or `data` (embeddings) counts as a failure of that
+        /// model and the next one is tried first: this code then means that no model was left.
         public static let invalidResponse = Code(.invalidResponse)
         /// Any other client error a provider returned (409, 413, other 4xx).
         public static let unexpected = Code(.unexpected)

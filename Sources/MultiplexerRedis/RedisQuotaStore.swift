@@ -257,14 +257,16 @@ public final class RedisQuotaStore: QuotaStore {
     /// A **successful** attempt's settlement (refund, slot release, counters) is queued and written by
     /// ``run()`` in the background, so a request's response does not wait for it and settlements of
     /// concurrent requests share pipelines. Failures — 429 cooldowns, failure counts, 401s — are written
-    /// before this returns, so the request's next attempt (and every node) sees them. Without ``run()``
+    /// before this returns, so the request's next attempt (and every node) sees them; so is a success that
+    /// announced exhaustion (``MultiplexerCore/Settlement/exhaustedCooldown``). Without ``run()``
     /// everything is written before returning.
     public func settle(_ settlement: Settlement) async {
         if settlement.reservation.id.hasPrefix("L") {
             self.settleLocally(settlement)
             return
         }
-        if case .success = settlement.result {
+        // A success that announced exhaustion is written at once, like a 429: the next request must see it.
+        if case .success = settlement.result, settlement.exhaustedCooldown == nil {
             let queued = self.local.withLock { l -> Bool in
                 guard l.running else { return false }
                 l.deferred.append(settlement)
@@ -434,6 +436,7 @@ public final class RedisQuotaStore: QuotaStore {
             args.append(s.modelEvent?.group ?? "")
             args.append(s.modelEvent?.fallback == true ? "1" : "0")
             args.append(s.modelEvent?.exhausted == true ? "1" : "0")
+            args.append(s.exhaustedCooldown.map { String(max(1, $0.millisecondsRoundedUp)) } ?? "0")
         }
         try Self.check(try await self.client.evalsha(self.scripts.settle, keys: [self.schemaKey], args: args))
     }

@@ -277,11 +277,12 @@ struct RedisScripts: Sendable {
             """
 
     /// The number of ARGV fields of one settlement in ``settleBody``.
-    static let settlementFields = 19
+    static let settlementFields = 20
 
     /// Settlement of one or more attempts, in order. ARGV: prefix, n, then n × (id, provider, key ('' none),
     /// tier, charged tokens, result, cooldown ms, failure threshold, failure cooldown ms, 7 usage deltas
-    /// (requests … fallback_served), model ('' none), model fallback 0|1, model exhausted 0|1).
+    /// (requests … fallback_served), model ('' none), model fallback 0|1, model exhausted 0|1, exhausted
+    /// cooldown ms (0 none: the provider's 2xx announced it is out of requests or tokens; reason `exhausted`)).
     /// Idempotent per reservation id for 15 minutes (`{ns}:settled`), so a batch whose reply was lost can be
     /// replayed safely. Returns one 1 per settlement applied, 0 per settlement that had been applied already.
     ///
@@ -370,6 +371,8 @@ struct RedisScripts: Sendable {
                 elseif result == 'rate_limited' or result == 'unauthorized' then
                   extend(pp, tonumber(ARGV[b + 6]), result)
                 end
+                local exhausted = tonumber(ARGV[b + 19])
+                if exhausted > 0 then extend(pp, exhausted, 'exhausted') end
                 if ARGV[b + 16] ~= '' then
                   local mk = P .. 'model:' .. ARGV[b + 16] .. ':usage'
                   add(mk, 'requests', 1)

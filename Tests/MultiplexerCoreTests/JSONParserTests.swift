@@ -51,3 +51,25 @@ struct JSONParserTests {
         #expect(JSONParser.members(["a"], in: Array("{}".utf8)) == [:])
     }
 }
+
+/// ``JSONParser/object(decoding:in:)``: a whole object document validated in one pass, a few members decoded.
+struct JSONParserObjectSummaryTests {
+    static func summary(_ s: String, _ names: Set<String> = ["usage"]) -> JSONParser.ObjectSummary? {
+        JSONParser.object(decoding: names, in: Array(s.utf8))
+    }
+
+    @Test func decodesTheNamedMembersAndRecordsEveryKind() throws {
+        let s = try #require(Self.summary(#" {"id":"x","choices":[{"message":{"content":"hi"}}],"usage":{"prompt_tokens":3},"n":1,"ok":true,"z":null,"o":{}} "#))
+        #expect(s.decoded == ["usage": .object(["prompt_tokens": .number(3)])])
+        #expect(s.kinds == ["id": .string, "choices": .array, "usage": .object, "n": .number, "ok": .bool, "z": .null, "o": .object])
+        #expect(Self.summary("{}")?.kinds.isEmpty == true)
+    }
+
+    @Test(arguments: [
+        "", "   ", "[]", "[{\"choices\":[]}]", "\"text\"", "42", "<html><body>Bad gateway</body></html>", "{\"choices\":[]", "{\"choices\":[]} {}",
+        "{\"usage\":{\"prompt_tokens\":1},\"choices\":[1,]}", "{\"choices\":[],\"x\":tru}",
+    ])
+    func isNilForAnythingButOneWholeObject(_ text: String) {
+        #expect(Self.summary(text) == nil, "\(text)")
+    }
+}

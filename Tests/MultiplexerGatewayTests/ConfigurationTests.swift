@@ -115,6 +115,31 @@ struct ConfigurationTests {
         #expect(c.models[0].primary == [WeightedProvider(provider: "a", weight: 1)])
     }
 
+    @Test func forwardClientHeadersIsOffUnlessSetAndReportsABadValueWithItsPathAndLine() throws {
+        let c = try ConfigurationLoader.parse(yaml: """
+            providers:
+              - { name: a, base_url: "http://127.0.0.1:9000/v1", model: m }
+              - { name: b, base_url: "http://127.0.0.1:9001/v1", model: m, forward_client_headers: true }
+            models:
+              - { name: m, primary: [{ provider: a }, { provider: b }] }
+            """, environment: [:])
+        #expect(c.providers.map(\.forwardClientHeaders) == [false, true])
+        #expect {
+            try ConfigurationLoader.parse(yaml: """
+                providers:
+                  - name: a
+                    base_url: "http://127.0.0.1:9000/v1"
+                    model: m
+                    forward_client_headers: sometimes
+                models:
+                  - { name: m, primary: [{ provider: a }] }
+                """, environment: [:])
+        } throws: { error in
+            guard let e = error as? ConfigurationError else { return false }
+            return e.problems.map(\.description).contains { $0.hasPrefix("line 5: ") && $0.contains("providers[0].forward_client_headers: ") }
+        }
+    }
+
     @Test func everyProblemIsReportedWithItsPathAndLine() {
         let yaml = """
             server:

@@ -1,4 +1,5 @@
 import MultiplexerCore
+import MultiplexerRedis
 import Testing
 
 /// The contract every ``QuotaStore`` honours (ARCHITECTURE §8), run against every store kind.
@@ -337,6 +338,37 @@ struct QuotaStoreContractTests {
             #expect(Self.near(s.cooldownRemaining, .seconds(7)) && s.cooldownReason == .rateLimited)
             #expect(s.usage.rateLimited == 1 && s.usage.requests == 1)
             #expect(Self.near(Self.retryAfter(try await Self.admitOne(h.store, c)), .seconds(7)))
+        }
+    }
+
+    @Test(arguments: StoreKind.allCases)
+    func anAnnouncedExhaustionCoolsTheProviderDownUntilItsReset(_ kind: StoreKind) async throws {
+        try await withHarness(kind) { h in
+            let c = Self.candidate("p-exh", limits: .unlimited)
+            let first = try Self.reservation(try await Self.admitOne(h.store, c))
+            let second = try Self.reservation(try await Self.admitOne(h.store, c))
+            let usage = TokenUsage(promptTokens: 3, completionTokens: 4)
+            await h.store.settle(Settlement(reservation: first, result: .success(usage: usage), exhaustedCooldown: .seconds(42)))
+            var s = try await Self.providerStats(h.store, "p-exh")
+            #expect(Self.near(s.cooldownRemaining, .seconds(42)) && s.cooldownReason == .exhausted)
+            #expect(s.usage.success == 1 && s.usage.promptTokens == 3 && s.consecutiveFailures == 0, "still a success")
+            #expect(Self.near(Self.retryAfter(try await Self.admitOne(h.store, c)), .seconds(42)))
+            if let redis = h as? RedisHarness {
+                // The key of ARCHITECTURE §7 holds the reason, its PTTL the announced reset.
+                let key = "{\(redis.namespace)}:provider:p-exh:cooldown"
+                #expect(try await redis.redisStore.client.execute(["GET", key]).text == "exhausted")
+                let pttl = try await redis.redisStore.client.execute(["PTTL", key]).int ?? -2
+                #expect(pttl > 39_000 && pttl <= 42_000, "PTTL \(pttl)")
+            }
+            // Extend-only: a shorter announcement does not shorten it, a longer one extends it.
+            await h.store.settle(Settlement(reservation: second, result: .success(usage: usage), exhaustedCooldown: .seconds(5)))
+            s = try await Self.providerStats(h.store, "p-exh")
+            #expect(Self.near(s.cooldownRemaining, .seconds(42)) && s.cooldownReason == .exhausted)
+            #expect(Self.near(try await h.store.setCooldown(provider: "p-exh", for: .seconds(90), reason: .exhausted), .seconds(90)))
+            s = try await Self.providerStats(h.store, "p-exh")
+            #expect(Self.near(s.cooldownRemaining, .seconds(90)) && s.cooldownReason == .exhausted)
+            try await h.advance(by: .seconds(90))
+            _ = try Self.reservation(try await Self.admitOne(h.store, c))
         }
     }
 

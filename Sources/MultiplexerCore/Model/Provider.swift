@@ -35,12 +35,16 @@ public struct Provider: Sendable, Hashable {
     public var streamIdleTimeout: Duration
     /// Whether the provider accepts an assistant prefill (used to continue a broken stream).
     public var supportsPrefill: Bool
-    /// Extra headers sent upstream with every request.
+    /// Extra headers sent upstream with every request (they win over headers forwarded from the client).
     public var headers: [String: String]
     /// How an `https://` base URL's certificate is checked, and the client certificate (mTLS).
     public var tls: TLSOptions
     /// One server-sent event larger than this breaks a stream (default 1 MiB).
     public var maxEventBytes: Int
+    /// Whether the client's `OpenAI-Organization` / `OpenAI-Project` headers are forwarded to this provider
+    /// (`forward_client_headers`, default false): they name an account, which is only meaningful when the
+    /// provider is the client's own OpenAI account.
+    public var forwardClientHeaders: Bool
 
     public init(
         name: String,
@@ -60,7 +64,8 @@ public struct Provider: Sendable, Hashable {
         supportsPrefill: Bool = true,
         headers: [String: String] = [:],
         tls: TLSOptions = TLSOptions(),
-        maxEventBytes: Int = 1 << 20
+        maxEventBytes: Int = 1 << 20,
+        forwardClientHeaders: Bool = false
     ) {
         self.name = name
         self.baseURL = baseURL
@@ -80,6 +85,7 @@ public struct Provider: Sendable, Hashable {
         self.headers = headers
         self.tls = tls
         self.maxEventBytes = maxEventBytes
+        self.forwardClientHeaders = forwardClientHeaders
     }
 
     /// How long an in-flight reservation on this provider lives before the store reclaims it, should

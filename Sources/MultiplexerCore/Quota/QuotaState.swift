@@ -219,6 +219,9 @@ public struct QuotaState: Sendable {
             case .contextLengthExceeded, .clientError, .abandoned:
                 break
             }
+            if let d = s.exhaustedCooldown {
+                Self.extendCooldown(&ps, until: now + d.millisecondsRoundedUp, reason: .exhausted)
+            }
         }
         if let key = r.key {
             self.withKey(key) { ks in

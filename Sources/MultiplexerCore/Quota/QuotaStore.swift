@@ -60,6 +60,9 @@ public protocol QuotaStore: Sendable {
 public enum CooldownReason: String, Sendable, Hashable, Codable, CaseIterable {
     /// It answered 429/529.
     case rateLimited = "rate_limited"
+    /// It answered 2xx but announced in its rate-limit headers that no requests, or fewer tokens than a
+    /// request reserves, remain until its reset (see ``ExhaustionHint``).
+    case exhausted
     /// It failed `failure_threshold` times in a row.
     case failures
     /// It answered 401/403: its credential is wrong.
@@ -244,18 +247,24 @@ public struct Settlement: Sendable, Hashable {
     public var failureCooldown: Duration
     /// The client request's model-group counts, when this settles its last attempt.
     public var modelEvent: ModelEvent?
+    /// Set when the provider's 2xx announced that it is exhausted (``ExhaustionHint``): cool it down for
+    /// this long from the settlement, reason ``CooldownReason/exhausted``, extend-only like every cooldown.
+    /// Carried by the settlement so the announcement costs no round trip of its own.
+    public var exhaustedCooldown: Duration?
 
     public init(
         reservation: Reservation,
         result: SettlementResult,
         failureThreshold: Int = 3,
         failureCooldown: Duration = .seconds(15),
-        modelEvent: ModelEvent? = nil
+        modelEvent: ModelEvent? = nil,
+        exhaustedCooldown: Duration? = nil
     ) {
         self.reservation = reservation
         self.result = result
         self.failureThreshold = failureThreshold
         self.failureCooldown = failureCooldown
         self.modelEvent = modelEvent
+        self.exhaustedCooldown = exhaustedCooldown
     }
 }

@@ -121,10 +121,15 @@ public struct Router<C: Clock>: Sendable where C.Duration == Duration {
             let outcome: Outcome
             var response: UpstreamResponse<T.Body>?
             var error: UpstreamError?
+            var exhaustedFor: Duration?
             do {
                 let r = try await transport.send(request, attempt: attempt)
+                let now = self.wallClock()
                 outcome = OutcomeClassifier.classify(
-                    status: r.status, headers: r.headers, errorCode: r.errorCode, provider: provider, nowEpochSeconds: self.wallClock())
+                    status: r.status, headers: r.headers, errorCode: r.errorCode, provider: provider, nowEpochSeconds: now,
+                    invalidBody: r.invalidBody != nil)
+                if r.invalidBody != nil, (200..<300).contains(r.status) { error = UpstreamError(.invalidResponse, message: r.invalidBody!) }
+                if outcome == .success { exhaustedFor = ExhaustionHint.cooldown(from: r.headers, provider: provider, nowEpochSeconds: now) }
                 response = r
             } catch let e {
                 outcome = OutcomeClassifier.classify(e)
@@ -132,7 +137,7 @@ public struct Router<C: Clock>: Sendable where C.Duration == Duration {
             }
             let record = AttemptRecord(
                 provider: provider.name, tier: candidate.tier, outcome: outcome, status: response?.status, error: error?.kind,
-                latency: began.duration(to: self.clock.now))
+                latency: began.duration(to: self.clock.now), exhaustedCooldown: exhaustedFor)
             attempts.append(record)
 
             let settlement = Settlement(
@@ -140,15 +145,20 @@ public struct Router<C: Clock>: Sendable where C.Duration == Duration {
                 result: Self.settlementResult(outcome, usage: response?.usage),
                 failureThreshold: provider.failureThreshold,
                 failureCooldown: provider.failureCooldown,
-                modelEvent: outcome.triesNext ? nil : ModelEvent(group: group.name, fallback: outcome == .success && candidate.tier == .fallback)
+                modelEvent: outcome.triesNext ? nil : ModelEvent(group: group.name, fallback: outcome == .success && candidate.tier == .fallback),
+                exhaustedCooldown: exhaustedFor
             )
 
             switch outcome {
             case .success:
                 let served = ServedResponse(response: response!, provider: provider, tier: candidate.tier, reservation: reservation)
                 if response!.settlesLater {
+                    // A stream settles when it ends, possibly minutes from now: an announced exhaustion is
+                    // written at once instead (the one extra store call, made only when it is announced).
+                    if let d = exhaustedFor { _ = try? await self.store.setCooldown(provider: provider.name, for: d, reason: .exhausted) }
                     var pending = settlement
                     pending.result = .abandoned
+                    pending.exhaustedCooldown = nil
                     return RouteResult(outcome: .served(served, PendingSettlement(store: self.store, template: pending)), attempts: attempts)
                 }
                 await self.store.settle(settlement)
@@ -276,9 +286,13 @@ public struct AttemptRecord: Sendable, Hashable {
     public var outcome: Outcome
     /// The HTTP status, if a response came.
     public var status: Int?
-    /// The transport failure, if no response came.
+    /// The transport failure, if no response came; ``UpstreamError/Kind/invalidResponse`` also for a 2xx
+    /// whose body was not what the operation promises (``UpstreamResponse/invalidBody``).
     public var error: UpstreamError.Kind?
     public var latency: Duration
+    /// Set when a 2xx announced that the provider is exhausted (``ExhaustionHint``): the cooldown it set,
+    /// reason ``CooldownReason/exhausted``.
+    public var exhaustedCooldown: Duration?
 }
 
 /// The settlement of a stream that was served but has not ended yet. Call ``settle(_:)`` exactly once

@@ -92,6 +92,73 @@ public struct JSONParser {
         }
     }
 
+    /// The kind of a JSON value, as its first byte tells.
+    public enum Kind: Sendable, Hashable {
+        case object, array, string, number, bool, null
+    }
+
+    /// The top level of an object document, as ``object(decoding:in:)`` reads it.
+    public struct ObjectSummary: Sendable {
+        /// The members that were asked for, decoded.
+        public var decoded: [String: JSONValue]
+        /// The kind of every top-level member (the last one of a repeated name).
+        public var kinds: [String: Kind]
+    }
+
+    /// A whole document whose top level is an object, validated to its last byte: the members named in
+    /// `names` are decoded, every other value is validated and skipped without building it, and the kind of
+    /// each top-level member is recorded. `nil` when the bytes are not exactly one JSON object (empty,
+    /// truncated, an array or a scalar at the top, data after it). For checking the shape of a response
+    /// body and reading its `usage` in the same pass.
+    public static func object(decoding names: Set<String>, in bytes: [UInt8]) -> ObjectSummary? {
+        var p = JSONParser(bytes)
+        var out = ObjectSummary(decoded: [:], kinds: [:])
+        p.skipWhitespace()
+        guard p.i < p.b.count, p.b[p.i] == UInt8(ascii: "{") else { return nil }
+        p.i += 1
+        p.depth = 1
+        p.skipWhitespace()
+        if p.i < p.b.count, p.b[p.i] == UInt8(ascii: "}") {
+            p.i += 1
+        } else {
+            while true {
+                p.skipWhitespace()
+                guard p.i < p.b.count, p.b[p.i] == UInt8(ascii: "\""), let key = try? p.string() else { return nil }
+                p.skipWhitespace()
+                guard p.i < p.b.count, p.b[p.i] == UInt8(ascii: ":") else { return nil }
+                p.i += 1
+                p.skipWhitespace()
+                guard p.i < p.b.count else { return nil }
+                switch p.b[p.i] {
+                case UInt8(ascii: "{"): out.kinds[key] = .object
+                case UInt8(ascii: "["): out.kinds[key] = .array
+                case UInt8(ascii: "\""): out.kinds[key] = .string
+                case UInt8(ascii: "t"), UInt8(ascii: "f"): out.kinds[key] = .bool
+                case UInt8(ascii: "n"): out.kinds[key] = .null
+                default: out.kinds[key] = .number
+                }
+                if names.contains(key) {
+                    guard let v = try? p.value() else { return nil }
+                    out.decoded[key] = v
+                } else {
+                    guard (try? p.skipValue()) != nil else { return nil }
+                }
+                p.skipWhitespace()
+                guard p.i < p.b.count else { return nil }
+                if p.b[p.i] == UInt8(ascii: ",") {
+                    p.i += 1
+                } else if p.b[p.i] == UInt8(ascii: "}") {
+                    p.i += 1
+                    break
+                } else {
+                    return nil
+                }
+            }
+        }
+        p.skipWhitespace()
+        return p.i == p.b.count ? out : nil
+    }
+
     /// Validates one value and moves past it without building anything.
     private mutating func skipValue() throws(SyntaxError) {
         guard self.i < self.b.count else { throw self.error("unexpected end of input") }

@@ -5,9 +5,10 @@ public enum Outcome: Sendable, Hashable {
     /// 429 or 529: the provider is rate limited; cool it down fleet-wide for `cooldown` (extend-only) and
     /// try the next candidate.
     case rateLimited(cooldown: Duration)
-    /// 5xx, 408, a timeout or a connection error: count a failure (a run of them opens a cooldown) and
-    /// try the next candidate. `retryable` marks a transient failure (5xx, reset before headers — never a
-    /// timeout) that may be retried on the same primary when only the fallback tier is left.
+    /// 5xx, 408, a timeout, a connection error, or a 2xx whose body is not what the operation promises:
+    /// count a failure (a run of them opens a cooldown) and try the next candidate. `retryable` marks a
+    /// transient failure (5xx, reset before headers — never a timeout, nor an invalid body) that may be
+    /// retried on the same primary when only the fallback tier is left.
     case failure(retryable: Bool)
     /// 401 or 403 from a provider: it is misconfigured; cool it down for `cooldown` and try the next.
     case unauthorized(cooldown: Duration)
@@ -38,16 +39,19 @@ public enum OutcomeClassifier {
     ///   - errorCode: the OpenAI error `code` (or `type`) from the body, if it was an error body.
     ///   - provider: the provider that answered (its `cooldown` is the fallback cooldown).
     ///   - nowEpochSeconds: the wall-clock time, for `Retry-After: <HTTP-date>`.
+    ///   - invalidBody: whether a 2xx body is not what the operation promises
+    ///     (``UpstreamResponse/invalidBody``): then the 2xx is a failure, not retried on the same provider.
     public static func classify(
         status: Int,
         headers: UpstreamHeaders,
         errorCode: String?,
         provider: Provider,
-        nowEpochSeconds: Double
+        nowEpochSeconds: Double,
+        invalidBody: Bool = false
     ) -> Outcome {
         switch status {
         case 200..<300:
-            return .success
+            return invalidBody ? .failure(retryable: false) : .success
         case 429, 529:
             return .rateLimited(cooldown: RetryHint.cooldown(from: headers, nowEpochSeconds: nowEpochSeconds) ?? provider.cooldown)
         case 401, 403:

@@ -18,7 +18,8 @@ public struct UpstreamError: Error, Sendable, Hashable, CustomStringConvertible 
         case dnsFailure = "dns_failure"
         /// The TLS handshake or certificate check failed.
         case tlsFailure = "tls_failure"
-        /// The response could not be read or was not valid HTTP.
+        /// The response could not be read or was not valid HTTP. (The router also records this kind for a 2xx
+        /// whose body is not what the operation promises, ``UpstreamResponse/invalidBody``.)
         case invalidResponse = "invalid_response"
         /// A stream sent one server-sent event larger than the provider's `max_event_bytes`.
         case eventTooLarge = "event_too_large"

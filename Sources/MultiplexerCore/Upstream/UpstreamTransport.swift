@@ -43,10 +43,14 @@ public struct UpstreamResponse<Body: Sendable>: Sendable {
     /// A stream whose usage is known only at its end: the router leaves it unsettled and hands the
     /// caller a ``PendingSettlement``.
     public var settlesLater: Bool
+    /// Why a 2xx body is not what the operation promises (not JSON, empty, no `choices` for a chat
+    /// completion…), or `nil` when it is (and for every non-2xx). A 2xx with an invalid body is a failure
+    /// of the provider, never a success (ARCHITECTURE §3 step 6).
+    public var invalidBody: String?
 
     public init(
         status: Int, headers: UpstreamHeaders = [:], body: Body, errorCode: String? = nil, usage: TokenUsage? = nil,
-        settlesLater: Bool = false
+        settlesLater: Bool = false, invalidBody: String? = nil
     ) {
         self.status = status
         self.headers = headers
@@ -54,5 +58,6 @@ public struct UpstreamResponse<Body: Sendable>: Sendable {
         self.errorCode = errorCode
         self.usage = usage
         self.settlesLater = settlesLater
+        self.invalidBody = invalidBody
     }
 }

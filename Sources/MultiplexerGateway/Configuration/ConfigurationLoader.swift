@@ -223,6 +223,9 @@ private final class Walker {
         if let n = m.take("default_max_tokens") { p.defaultMaxTokens = self.int(n, path + ".default_max_tokens", 1...10_000_000) ?? p.defaultMaxTokens }
         if let n = m.take("context_window") { p.contextWindow = self.int(n, path + ".context_window", 1...100_000_000) }
         if let n = m.take("supports_prefill") { p.supportsPrefill = self.bool(n, path + ".supports_prefill") ?? p.supportsPrefill }
+        if let n = m.take("forward_client_headers") {
+            p.forwardClientHeaders = self.bool(n, path + ".forward_client_headers") ?? p.forwardClientHeaders
+        }
         if let n = m.take("headers"), let h = self.map(n, path + ".headers") {
             for (k, v) in h.remaining() {
                 if let value = self.string(v, "\(path).headers.\(k)") { p.headers[k] = value }

@@ -25,7 +25,7 @@ struct OpenAIController: Sendable {
     // MARK: GET /v1/models
 
     func models(_ request: Request) -> Response {
-        let requestID = self.gateway.nextRequestID()
+        let requestID = ClientHeaders(request.headers).requestID ?? self.gateway.nextRequestID()
         var key: GatewayConfiguration.Key?
         if self.gateway.keys.isEnabled {
             guard let k = self.authenticate(request) else { return Self.error(.invalidAPIKey(), requestID: requestID) }
@@ -50,11 +50,13 @@ struct OpenAIController: Sendable {
 
     func route(_ request: Request, context: BasicRequestContext) async -> Response {
         let started = ContinuousClock.now
-        let requestID = self.gateway.nextRequestID()
+        // A sane client `x-request-id` is the request's id (the client vouches for its uniqueness).
+        let client = ClientHeaders(request.headers)
+        let requestID = client.requestID ?? self.gateway.nextRequestID()
         let operation = context.parameters.getCatchAll().joined(separator: "/")
         self.gateway.metrics.inFlight.increment()
         var log = RequestLog(requestID: requestID, operation: operation, started: started)
-        let response = await self.serve(request, operation: operation, requestID: requestID, log: &log)
+        let response = await self.serve(request, operation: operation, requestID: requestID, client: client, log: &log)
         if !log.deferred {
             self.gateway.metrics.inFlight.decrement()
             self.finish(log, status: Int(response.status.code))
@@ -127,7 +129,7 @@ struct OpenAIController: Sendable {
         return self.gateway.keys.authenticate(presented)
     }
 
-    private func serve(_ request: Request, operation: String, requestID: String, log: inout RequestLog) async -> Response {
+    private func serve(_ request: Request, operation: String, requestID: String, client: ClientHeaders, log: inout RequestLog) async -> Response {
         // Authentication
         var key: GatewayConfiguration.Key?
         if self.gateway.keys.isEnabled {
@@ -169,9 +171,11 @@ struct OpenAIController: Sendable {
             return Self.error(.modelNotAllowed(parsed.model ?? group.name), requestID: requestID)
         }
         // Route
-        let upstream = OpenAIUpstreamRequest(path: operation, stream: parsed.stream) { provider in
+        var upstream = OpenAIUpstreamRequest(path: operation, stream: parsed.stream) { provider in
             parsed.upstreamBody(model: provider.model, includeUsage: parsed.stream)
         }
+        upstream.forwardedHeaders = client.forwarded
+        upstream.accountHeaders = client.account
         let result: RouteResult<OpenAIUpstreamBody>
         do {
             result = try await self.gateway.router.route(upstream, group: group, cost: parsed.cost, key: key?.clientKey, via: self.gateway.transport)
@@ -183,7 +187,17 @@ struct OpenAIController: Sendable {
                 .upstream(status: 503, "The gateway cannot reach its quota store. Retry shortly.", code: "service_unavailable"), requestID: requestID)
         }
         log.attempts = result.attempts.count
-        for a in result.attempts { self.gateway.metrics.attempt(a) }
+        for a in result.attempts {
+            self.gateway.metrics.attempt(a)
+            if let d = a.exhaustedCooldown {
+                self.gateway.logger.warning(
+                    "provider cooling down",
+                    metadata: [
+                        "gateway.provider": .string(a.provider), "gateway.cooldown.reason": "exhausted",
+                        "gateway.cooldown_ms": .stringConvertible(d.millisecondsRoundedUp), "request.id": .string(requestID),
+                    ])
+            }
+        }
         var headers = Self.baseHeaders(requestID: requestID)
         headers[Self.attemptsHeader] = String(result.attempts.count)
         if let key { Self.addKeyLimitHeaders(&headers, key: key) }
@@ -232,6 +246,15 @@ struct OpenAIController: Sendable {
                 requestID: requestID, headers: headers)
         case .upstreamFailed(let last):
             log.provider = last.provider
+            if last.error == .invalidResponse {
+                // A response that is not what the operation returns (a 2xx with a non-JSON, empty or
+                // shapeless body, or one that is not valid HTTP): never relayed as a success.
+                let what =
+                    last.status.map { "answered HTTP \($0) with a body that is not a valid '\(operation)' response" } ?? "sent an invalid response"
+                return Self.error(
+                    .upstream(status: 502, "No provider could serve the request; the last one \(what).", code: "invalid_upstream_response"),
+                    requestID: requestID, headers: headers)
+            }
             let status: Int
             if last.error.map({ UpstreamError($0).isTimeout }) ?? false {
                 status = 504

@@ -127,6 +127,7 @@ public final class GatewayMetrics: Sendable {
         case .unauthorized: self.cooldown(provider: a.provider, reason: "unauthorized")
         default: break
         }
+        if a.exhaustedCooldown != nil { self.cooldown(provider: a.provider, reason: CooldownReason.exhausted.rawValue) }
     }
 
     func cooldown(provider: String, reason: String) {

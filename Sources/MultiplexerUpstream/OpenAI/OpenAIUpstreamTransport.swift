@@ -9,6 +9,15 @@ public struct OpenAIUpstreamRequest: Sendable {
     public var stream: Bool
     /// The JSON body sent to a provider.
     public var body: @Sendable (Provider) -> [UInt8]
+    /// Headers of the client's request that describe it (`traceparent`, `tracestate`, `x-request-id`,
+    /// `anthropic-version`, `anthropic-beta`), sent to every provider. Credentials (`Authorization`,
+    /// `api-key`, `x-api-key`, `Cookie`), framing headers and values holding CR, LF or NUL are never sent,
+    /// whatever is put here; a provider's own `headers` win over these.
+    public var forwardedHeaders: UpstreamHeaders = [:]
+    /// Headers that name the client's account (`OpenAI-Organization`, `OpenAI-Project`): sent only to
+    /// providers with ``MultiplexerCore/Provider/forwardClientHeaders``, under the same rules as
+    /// ``forwardedHeaders``.
+    public var accountHeaders: UpstreamHeaders = [:]
 
     /// A request whose body depends on the provider.
     ///
@@ -44,11 +53,14 @@ public enum OpenAIUpstreamBody: Sendable {
 /// The gateway's ``UpstreamTransport`` over ``CurlClient``: sends an OpenAI-compatible request to a provider.
 ///
 /// The request goes to `provider.baseURL + "/" + path` as a `POST` with `Authorization: Bearer <apiKey>`,
-/// the provider's extra headers (which may replace the defaults, e.g. an `api-key` header instead of the
-/// bearer token) and `Content-Type: application/json`, within the provider's timeouts.
+/// `Content-Type: application/json`, the client headers the request forwards
+/// (``OpenAIUpstreamRequest/forwardedHeaders``, and ``OpenAIUpstreamRequest/accountHeaders`` where the
+/// provider allows them), and the provider's extra headers (which win over forwarded ones and may replace
+/// the defaults, e.g. an `api-key` header instead of the bearer token), within the provider's timeouts.
 ///
 /// - A non-stream call returns the whole body, with `usage` read from a 2xx JSON body and `errorCode` from
-///   an error body (`{"error": {"code" | "type"}}`).
+///   an error body (`{"error": {"code" | "type"}}`). A 2xx body that is not what the operation returns is
+///   marked ``MultiplexerCore/UpstreamResponse/invalidBody`` (the router fails over from it).
 /// - A stream call with a 2xx answer returns once the first event has arrived (or fails with the first-token
 ///   timeout), with ``UpstreamResponse/settlesLater`` set and the events as ``OpenAIUpstreamBody/events``.
 ///   Its error answers come back whole, like non-stream ones.
@@ -83,24 +95,25 @@ public struct OpenAIUpstreamTransport: UpstreamTransport {
     public func send(_ request: OpenAIUpstreamRequest, to provider: Provider) async throws(UpstreamError) -> UpstreamResponse<OpenAIUpstreamBody> {
         let http = Self.makeHTTPRequest(request, provider: provider)
         do {
-            return request.stream ? try await self.sendStreaming(http) : try await self.sendBuffered(http)
+            return request.stream
+                ? try await self.sendStreaming(http, operation: request.path) : try await self.sendBuffered(http, operation: request.path)
         } catch {
             throw Self.redacting(provider.apiKey, in: error)
         }
     }
 
-    private func sendBuffered(_ http: UpstreamHTTPRequest) async throws(UpstreamError) -> UpstreamResponse<OpenAIUpstreamBody> {
+    private func sendBuffered(_ http: UpstreamHTTPRequest, operation: String) async throws(UpstreamError) -> UpstreamResponse<OpenAIUpstreamBody> {
         let response = try await self.client.execute(http)
-        return Self.complete(status: response.status, headers: response.headers, body: response.body)
+        return Self.complete(status: response.status, headers: response.headers, body: response.body, operation: operation)
     }
 
-    private func sendStreaming(_ http: UpstreamHTTPRequest) async throws(UpstreamError) -> UpstreamResponse<OpenAIUpstreamBody> {
+    private func sendStreaming(_ http: UpstreamHTTPRequest, operation: String) async throws(UpstreamError) -> UpstreamResponse<OpenAIUpstreamBody> {
         let response = try await self.client.stream(http)
         let isEventStream = response.headers["content-type"]?.lowercased().hasPrefix("text/event-stream") ?? true
         guard (200..<300).contains(response.status), isEventStream else {
             // An error, or a provider that answered a stream request with plain JSON: read it whole.
             let body = try await response.body.collect(upTo: self.maxErrorBodyBytes)
-            return Self.complete(status: response.status, headers: response.headers, body: body)
+            return Self.complete(status: response.status, headers: response.headers, body: body, operation: operation)
         }
         var events = SSEEventStream(bytes: response.body).makeAsyncIterator()
         guard let first = try await events.next() else {
@@ -111,12 +124,15 @@ public struct OpenAIUpstreamTransport: UpstreamTransport {
             settlesLater: true)
     }
 
-    private static func complete(status: Int, headers: UpstreamHeaders, body: [UInt8]) -> UpstreamResponse<OpenAIUpstreamBody> {
-        let success = (200..<300).contains(status)
-        return UpstreamResponse(
-            status: status, headers: headers, body: .complete(body),
-            errorCode: success ? nil : OpenAIResponseInspector.errorCode(in: body),
-            usage: success ? OpenAIResponseInspector.usage(in: body) : nil)
+    /// A whole response. A 2xx body is checked against what the operation returns
+    /// (``OpenAIResponseInspector/inspectSuccess(_:operation:contentType:)``): one that is not is marked
+    /// ``UpstreamResponse/invalidBody``, and the router treats it as a failure of the provider.
+    static func complete(status: Int, headers: UpstreamHeaders, body: [UInt8], operation: String) -> UpstreamResponse<OpenAIUpstreamBody> {
+        guard (200..<300).contains(status) else {
+            return UpstreamResponse(status: status, headers: headers, body: .complete(body), errorCode: OpenAIResponseInspector.errorCode(in: body))
+        }
+        let inspected = OpenAIResponseInspector.inspectSuccess(body, operation: operation, contentType: headers["content-type"])
+        return UpstreamResponse(status: status, headers: headers, body: .complete(body), usage: inspected.usage, invalidBody: inspected.invalid)
     }
 
     /// The HTTP request for `request` on `provider`.
@@ -142,12 +158,32 @@ public struct OpenAIUpstreamTransport: UpstreamTransport {
         if !customNames.contains("accept") {
             headers.add(name: "Accept", value: request.stream ? "text/event-stream" : "application/json")
         }
+        var forwarded = request.forwardedHeaders.fields
+        if provider.forwardClientHeaders { forwarded += request.accountHeaders.fields }
+        for field in forwarded where Self.mayForward(field) && !customNames.contains(field.name.lowercased()) {
+            headers.add(name: field.name, value: field.value)
+        }
         for (name, value) in custom {
             headers.add(name: name, value: value)
         }
         return UpstreamHTTPRequest(
             method: "POST", url: "\(base)/\(path)", headers: headers, body: request.body(provider), timeouts: UpstreamTimeouts(provider: provider),
             tls: provider.tls, maxEventBytes: provider.maxEventBytes)
+    }
+
+    /// Header names a client's request never passes on to a provider: credentials (only the provider's own
+    /// reaches it) and the headers this transport or libcurl writes itself.
+    static let neverForwarded: Set<String> = [
+        "authorization", "api-key", "x-api-key", "cookie", "proxy-authorization", "content-type", "content-length", "accept", "host",
+        "transfer-encoding", "connection", "expect", "te", "upgrade",
+    ]
+
+    /// Whether a client header may be forwarded: not a name of ``neverForwarded``, a valid token for a name,
+    /// and a value without CR, LF or NUL (which would split or end the header).
+    static func mayForward(_ field: UpstreamHeaders.Field) -> Bool {
+        !field.name.isEmpty && !Self.neverForwarded.contains(field.name.lowercased())
+            && field.name.utf8.allSatisfy { $0 > 0x20 && $0 < 0x7F && $0 != UInt8(ascii: ":") }
+            && !field.value.utf8.contains { $0 == 0x0D || $0 == 0x0A || $0 == 0x00 }
     }
 
     /// `error` with every occurrence of the credential replaced (defence in depth: libcurl's messages never
