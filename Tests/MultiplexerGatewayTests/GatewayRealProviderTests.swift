@@ -59,32 +59,8 @@ struct GatewayRealProviderTests {
         _ body: @Sendable (GatewayFixture, [String: RecordingUpstream]) async throws -> Void
     ) async throws {
         let upstreams = Dictionary(uniqueKeysWithValues: names.map { ($0, RecordingUpstream()) })
-        let (ports, portsContinuation) = AsyncStream.makeStream(of: (String, Int).self)
-        let apps: [any Service] = upstreams.map { name, u in u.application { portsContinuation.yield((name, $0)) } }
-        let client = try CurlClient()
-        try await withServicesRunning(apps) {
-            var upstreamPorts: [String: Int] = [:]
-            for await (name, port) in ports {
-                upstreamPorts[name] = port
-                if upstreamPorts.count == upstreams.count { break }
-            }
-            let configuration = try ConfigurationLoader.parse(yaml: yaml(upstreamPorts), environment: [:])
-            var logger = Logger(label: "gateway-test")
-            logger.logLevel = .critical
-            let gateway = try Gateway(configuration: configuration, client: client, logger: logger)
-            let (gwPort, gwContinuation) = AsyncStream.makeStream(of: Int.self)
-            let app = buildApplication(gateway: gateway, client: client, onServerRunning: { gwContinuation.yield($0) })
-            try await withServicesRunning([app]) {
-                var port = 0
-                for await p in gwPort {
-                    port = p
-                    break
-                }
-                let f = GatewayFixture(gatewayPort: port, mocks: [:], mockPorts: upstreamPorts, gateway: gateway, client: client)
-                try await body(f, upstreams)
-            }
-            client.shutdown()
-        }
+        let servers = upstreams.mapValues { u in { @Sendable (onRunning: @escaping @Sendable (Int) async -> Void) -> any Service in u.application(onServerRunning: onRunning) } }
+        try await GatewayFixture.with(upstreams: servers, logLevel: .critical, yaml: yaml) { f in try await body(f, upstreams) }
     }
 
     static func header(_ fields: HTTPFields?, _ name: String) -> String? { fields?[HTTPField.Name(name)!] }

@@ -60,31 +60,56 @@ public struct JSONParser {
             p.i += 1
             p.skipWhitespace()
         }
-        guard p.i < p.b.count, p.b[p.i] == UInt8(ascii: "{") else { return nil }
-        p.i += 1
-        p.depth = 1
+        return p.walkObject(decoding: names, stopWhenAllFound: true, kind: nil)
+    }
+
+    /// Walks the members of the object whose `{` is at the cursor: the members named in `names` are decoded
+    /// (the result), every other value is validated and skipped; `kind` sees each member's name and kind.
+    /// Returns early once every named member was found when `stopWhenAllFound`; otherwise leaves the cursor
+    /// after the closing `}`. `nil` when the bytes are not such an object.
+    private mutating func walkObject(
+        decoding names: Set<String>, stopWhenAllFound: Bool, kind: ((String, Kind) -> Void)?
+    ) -> [String: JSONValue]? {
+        guard self.i < self.b.count, self.b[self.i] == UInt8(ascii: "{") else { return nil }
+        self.i += 1
+        self.depth = 1
         var found: [String: JSONValue] = [:]
-        p.skipWhitespace()
-        if p.i < p.b.count, p.b[p.i] == UInt8(ascii: "}") { return found }
+        self.skipWhitespace()
+        if self.i < self.b.count, self.b[self.i] == UInt8(ascii: "}") {
+            self.i += 1
+            return found
+        }
         while true {
-            p.skipWhitespace()
-            guard p.i < p.b.count, p.b[p.i] == UInt8(ascii: "\""), let key = try? p.string() else { return nil }
-            p.skipWhitespace()
-            guard p.i < p.b.count, p.b[p.i] == UInt8(ascii: ":") else { return nil }
-            p.i += 1
-            p.skipWhitespace()
-            if names.contains(key) {
-                guard let v = try? p.value() else { return nil }
-                found[key] = v
-                if found.count == names.count { return found }
-            } else {
-                guard (try? p.skipValue()) != nil else { return nil }
+            self.skipWhitespace()
+            guard self.i < self.b.count, self.b[self.i] == UInt8(ascii: "\""), let key = try? self.string() else { return nil }
+            self.skipWhitespace()
+            guard self.i < self.b.count, self.b[self.i] == UInt8(ascii: ":") else { return nil }
+            self.i += 1
+            self.skipWhitespace()
+            guard self.i < self.b.count else { return nil }
+            if let kind {
+                switch self.b[self.i] {
+                case UInt8(ascii: "{"): kind(key, .object)
+                case UInt8(ascii: "["): kind(key, .array)
+                case UInt8(ascii: "\""): kind(key, .string)
+                case UInt8(ascii: "t"), UInt8(ascii: "f"): kind(key, .bool)
+                case UInt8(ascii: "n"): kind(key, .null)
+                default: kind(key, .number)
+                }
             }
-            p.skipWhitespace()
-            guard p.i < p.b.count else { return nil }
-            if p.b[p.i] == UInt8(ascii: ",") {
-                p.i += 1
-            } else if p.b[p.i] == UInt8(ascii: "}") {
+            if names.contains(key) {
+                guard let v = try? self.value() else { return nil }
+                found[key] = v
+                if stopWhenAllFound && found.count == names.count { return found }
+            } else {
+                guard (try? self.skipValue()) != nil else { return nil }
+            }
+            self.skipWhitespace()
+            guard self.i < self.b.count else { return nil }
+            if self.b[self.i] == UInt8(ascii: ",") {
+                self.i += 1
+            } else if self.b[self.i] == UInt8(ascii: "}") {
+                self.i += 1
                 return found
             } else {
                 return nil
@@ -112,51 +137,11 @@ public struct JSONParser {
     /// body and reading its `usage` in the same pass.
     public static func object(decoding names: Set<String>, in bytes: [UInt8]) -> ObjectSummary? {
         var p = JSONParser(bytes)
-        var out = ObjectSummary(decoded: [:], kinds: [:])
+        var kinds: [String: Kind] = [:]
         p.skipWhitespace()
-        guard p.i < p.b.count, p.b[p.i] == UInt8(ascii: "{") else { return nil }
-        p.i += 1
-        p.depth = 1
+        guard let decoded = p.walkObject(decoding: names, stopWhenAllFound: false, kind: { kinds[$0] = $1 }) else { return nil }
         p.skipWhitespace()
-        if p.i < p.b.count, p.b[p.i] == UInt8(ascii: "}") {
-            p.i += 1
-        } else {
-            while true {
-                p.skipWhitespace()
-                guard p.i < p.b.count, p.b[p.i] == UInt8(ascii: "\""), let key = try? p.string() else { return nil }
-                p.skipWhitespace()
-                guard p.i < p.b.count, p.b[p.i] == UInt8(ascii: ":") else { return nil }
-                p.i += 1
-                p.skipWhitespace()
-                guard p.i < p.b.count else { return nil }
-                switch p.b[p.i] {
-                case UInt8(ascii: "{"): out.kinds[key] = .object
-                case UInt8(ascii: "["): out.kinds[key] = .array
-                case UInt8(ascii: "\""): out.kinds[key] = .string
-                case UInt8(ascii: "t"), UInt8(ascii: "f"): out.kinds[key] = .bool
-                case UInt8(ascii: "n"): out.kinds[key] = .null
-                default: out.kinds[key] = .number
-                }
-                if names.contains(key) {
-                    guard let v = try? p.value() else { return nil }
-                    out.decoded[key] = v
-                } else {
-                    guard (try? p.skipValue()) != nil else { return nil }
-                }
-                p.skipWhitespace()
-                guard p.i < p.b.count else { return nil }
-                if p.b[p.i] == UInt8(ascii: ",") {
-                    p.i += 1
-                } else if p.b[p.i] == UInt8(ascii: "}") {
-                    p.i += 1
-                    break
-                } else {
-                    return nil
-                }
-            }
-        }
-        p.skipWhitespace()
-        return p.i == p.b.count ? out : nil
+        return p.i == p.b.count ? ObjectSummary(decoded: decoded, kinds: kinds) : nil
     }
 
     /// Validates one value and moves past it without building anything.

@@ -37,21 +37,30 @@ struct GatewayFixture: Sendable {
         mocks specs: [MockSpec], store: (any QuotaStore)? = nil, yaml: @Sendable ([String: Int]) -> String,
         _ body: @Sendable (GatewayFixture) async throws -> Void
     ) async throws {
-        let client = try CurlClient()
         let mocks = Dictionary(uniqueKeysWithValues: specs.map { ($0.name, MockProvider(configuration: $0.configuration)) })
+        let upstreams = mocks.mapValues { mock in { @Sendable (onRunning: @escaping @Sendable (Int) async -> Void) -> any Service in mock.buildApplication(onServerRunning: onRunning) } }
+        try await Self.with(upstreams: upstreams, mocks: mocks, store: store, yaml: yaml, body)
+    }
+
+    /// Starts one upstream server per name (each made from the callback that reports its port), then a gateway
+    /// whose configuration `yaml(ports)` renders, runs `body`, and stops everything.
+    static func with(
+        upstreams: [String: @Sendable (@escaping @Sendable (Int) async -> Void) -> any Service], mocks: [String: MockProvider] = [:],
+        store: (any QuotaStore)? = nil, logLevel: Logger.Level = .warning, yaml: @Sendable ([String: Int]) -> String,
+        _ body: @Sendable (GatewayFixture) async throws -> Void
+    ) async throws {
+        let client = try CurlClient()
         let (ports, portsContinuation) = AsyncStream.makeStream(of: (String, Int).self)
-        let mockApps: [any Service] = mocks.map { name, mock in
-            mock.buildApplication(onServerRunning: { port in portsContinuation.yield((name, port)) })
-        }
-        try await withServicesRunning(mockApps) {
-            var mockPorts: [String: Int] = [:]
+        let apps: [any Service] = upstreams.map { name, make in make { port in portsContinuation.yield((name, port)) } }
+        try await withServicesRunning(apps) {
+            var upstreamPorts: [String: Int] = [:]
             for await (name, port) in ports {
-                mockPorts[name] = port
-                if mockPorts.count == mocks.count { break }
+                upstreamPorts[name] = port
+                if upstreamPorts.count == upstreams.count { break }
             }
-            let configuration = try ConfigurationLoader.parse(yaml: yaml(mockPorts), environment: [:])
+            let configuration = try ConfigurationLoader.parse(yaml: yaml(upstreamPorts), environment: [:])
             var logger = Logger(label: "gateway-test")
-            logger.logLevel = .warning
+            logger.logLevel = logLevel
             let gateway = try Gateway(configuration: configuration, client: client, logger: logger, store: store)
             let (gwPort, gwContinuation) = AsyncStream.makeStream(of: Int.self)
             // The gateway's application runs the client's loop and the store's background work as its services.
@@ -62,7 +71,7 @@ struct GatewayFixture: Sendable {
                     port = p
                     break
                 }
-                try await body(GatewayFixture(gatewayPort: port, mocks: mocks, mockPorts: mockPorts, gateway: gateway, client: client))
+                try await body(GatewayFixture(gatewayPort: port, mocks: mocks, mockPorts: upstreamPorts, gateway: gateway, client: client))
             }
             client.shutdown()
         }
