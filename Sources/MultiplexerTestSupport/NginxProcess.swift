@@ -59,12 +59,37 @@ public final class NginxProcess: Sendable {
         self.process.stop(signal: SIGTERM)
     }
 
-    /// The main context of a configuration whose files live in `directory`: one process in the foreground, pid
-    /// file and error log there.
-    public static func mainContext(directory: String) -> String {
+    /// Rewrites `nginx.conf` with `configuration` and reloads it (SIGHUP to the master), then waits until a
+    /// new worker runs it: requests that started before finish on the old worker, new ones use the new
+    /// configuration. Needs a configuration started with `mainContext(directory:masterProcess: true)`.
+    ///
+    /// - Returns: whether a new worker was seen within `timeout`.
+    @discardableResult
+    public func reload(configuration: String, timeout: Duration = .seconds(5)) throws -> Bool {
+        try configuration.write(toFile: self.directory + "/nginx.conf", atomically: true, encoding: .utf8)
+        let before = Self.children(of: self.pid)
+        self.process.send(SIGHUP)
+        let deadline = ContinuousClock.now + timeout
+        while ContinuousClock.now < deadline {
+            if Self.children(of: self.pid).contains(where: { !before.contains($0) }) { return true }
+            usleep(10_000)
+        }
+        return false
+    }
+
+    /// The child processes of `pid` (its workers), from /proc.
+    static func children(of pid: Int32) -> Set<Int32> {
+        guard let text = try? String(contentsOfFile: "/proc/\(pid)/task/\(pid)/children", encoding: .utf8) else { return [] }
+        return Set(text.split(separator: " ").compactMap { Int32($0.trimmingCharacters(in: .whitespacesAndNewlines)) })
+    }
+
+    /// The main context of a configuration whose files live in `directory`: in the foreground, pid file and
+    /// error log there; one process, or with `masterProcess` a master and one worker (what ``reload(configuration:timeout:)``
+    /// needs).
+    public static func mainContext(directory: String, masterProcess: Bool = false) -> String {
         """
         daemon off;
-        master_process off;
+        master_process \(masterProcess ? "on" : "off");
         worker_processes 1;
         pid \(directory)/nginx.pid;
         error_log \(directory)/error.log warn;
