@@ -1,4 +1,6 @@
 public import MultiplexerCore
+public import MultiplexerMockProvider
+public import MultiplexerTestSupport
 
 /// What a local fleet consists of: mock providers (each with the same strict limits the gateways
 /// enforce for it), one model group over them, the number of gateway nodes, and whether Redis and an
@@ -22,6 +24,11 @@ public struct FleetPlan: Sendable {
         public var latency: Duration
         /// Extra provider keys for the configuration file, e.g. `"timeout_seconds: 2"`.
         public var settings: [String]
+        /// Anything else about the mock (mode, stream chunks, token interval, …), applied last.
+        public var mock: @Sendable (inout MockProvider.Configuration) -> Void = { _ in }
+        /// An HTTPS/HTTP/2 front (nginx, ``TLSFrontProxy``) the gateways reach the mock through, as they reach a
+        /// hosted API; `nil`: plain HTTP, as a self-hosted server.
+        public var tls: TLSFront?
 
         public init(
             name: String, limits: ProviderLimits = .unlimited, mockLimits: ProviderLimits? = nil, tier: Tier = .primary, weight: Int = 1,
@@ -35,6 +42,30 @@ public struct FleetPlan: Sendable {
             self.latency = latency
             self.settings = settings
         }
+    }
+
+    /// How a provider's HTTPS front presents itself, and what the gateways trust.
+    public struct TLSFront: Sendable {
+        /// The certificate nginx presents (from the fleet's ``TestCertificateAuthority``).
+        public var certificate: TLSFrontProxy.ServerCertificate
+        /// nginx requires a client certificate; the gateways are given the authority's client pair.
+        public var mutual: Bool
+        /// The gateways' `tls.ca_file` is the fleet's authority; `false`: no `ca_file`, so the system store,
+        /// which does not know it (an unknown issuer).
+        public var trustsAuthority: Bool
+
+        public init(certificate: TLSFrontProxy.ServerCertificate = .valid, mutual: Bool = false, trustsAuthority: Bool = true) {
+            self.certificate = certificate
+            self.mutual = mutual
+            self.trustsAuthority = trustsAuthority
+        }
+    }
+
+    /// Where the gateways reach a provider through its HTTPS front.
+    public struct TLSEndpoint: Sendable {
+        public var url: String
+        public var caFile: String?
+        public var clientCertificate: TestCertificateAuthority.Pair?
     }
 
     public var providers: [Provider]
@@ -70,14 +101,22 @@ public struct FleetPlan: Sendable {
     /// - Parameters:
     ///   - mockPorts: each mock's loopback port.
     ///   - redisURL: the Redis URL, or `nil` for the in-memory store.
-    public func configurationYAML(mockPorts: [String: Int], redisURL: String?) -> String {
+    ///   - tls: the HTTPS fronts of providers with ``Provider/tls``, by provider name.
+    public func configurationYAML(mockPorts: [String: Int], redisURL: String?, tls: [String: TLSEndpoint] = [:]) -> String {
         var y = "server:\n  host: 127.0.0.1\n"
         if let redisURL {
             y += "redis:\n  url: \(redisURL)\n  namespace: \(self.namespace)\n  timeout_ms: \(self.redisTimeoutMs)\n  on_unavailable: local\n"
         }
         y += "providers:\n"
         for p in self.providers {
-            y += "  - name: \(p.name)\n    base_url: http://127.0.0.1:\(mockPorts[p.name] ?? 0)/v1\n    api_key: sk-mock-\(p.name)\n    model: mock-\(p.name)\n"
+            let base = tls[p.name].map { "\($0.url)/v1" } ?? "http://127.0.0.1:\(mockPorts[p.name] ?? 0)/v1"
+            y += "  - name: \(p.name)\n    base_url: \(base)\n    api_key: sk-mock-\(p.name)\n    model: mock-\(p.name)\n"
+            if let t = tls[p.name] {
+                var keys: [String] = []
+                if let ca = t.caFile { keys.append("ca_file: \"\(ca)\"") }
+                if let c = t.clientCertificate { keys += ["cert_file: \"\(c.certificatePath)\"", "key_file: \"\(c.keyPath)\""] }
+                if !keys.isEmpty { y += "    tls: { \(keys.joined(separator: ", ")) }\n" }
+            }
             let l = p.limits
             let pairs: [(String, Int?)] = [("rpm", l.rpm), ("rpd", l.rpd), ("tpm", l.tpm), ("tpd", l.tpd), ("max_concurrent", l.maxConcurrent)]
             let set = pairs.compactMap { k, v in v.map { "\(k): \($0)" } }

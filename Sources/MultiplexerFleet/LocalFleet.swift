@@ -51,12 +51,19 @@ public final class LocalFleet: Sendable {
     /// For the fleet's own HTTP calls (readiness, load).
     public let client: CurlClient
     public let configPath: String
+    /// The HTTPS fronts of providers with ``FleetPlan/Provider/tls``, by provider name.
+    public let tlsFronts: [String: TLSFrontProxy]
+    /// The authority of the fronts' certificates (when there are fronts).
+    public let authority: TestCertificateAuthority?
     private let nodeList: Mutex<[Node]>
 
     private init(
         plan: FleetPlan, directory: String, binary: String, redis: RedisServer?, nginx: NginxBalancer?, mocks: [String: MockProvider],
-        mockPorts: [String: Int], client: CurlClient, configPath: String, nodes: [Node]
+        mockPorts: [String: Int], client: CurlClient, configPath: String, nodes: [Node], tlsFronts: [String: TLSFrontProxy] = [:],
+        authority: TestCertificateAuthority? = nil
     ) {
+        self.tlsFronts = tlsFronts
+        self.authority = authority
         self.plan = plan
         self.directory = directory
         self.binary = binary
@@ -99,6 +106,7 @@ public final class LocalFleet: Sendable {
             c.tpm = p.mockLimits.tpm
             c.maxConcurrent = p.mockLimits.maxConcurrent
             c.latency = p.latency
+            p.mock(&c)
             mocks[p.name] = MockProvider(configuration: c)
         }
         let ports = Mutex<[String: Int]>([:])
@@ -150,13 +158,30 @@ public final class LocalFleet: Sendable {
         var redis: RedisServer?
         var nodes: [Node] = []
         var nginx: NginxBalancer?
+        var fronts: [String: TLSFrontProxy] = [:]
+        var authority: TestCertificateAuthority?
         do {
             if plan.redis {
                 let persistent = plan.redisPersistence
                 redis = try await offload { try RedisServer(persistent: persistent) }
             }
+            var endpoints: [String: FleetPlan.TLSEndpoint] = [:]
+            let withTLS = plan.providers.filter { $0.tls != nil }
+            if !withTLS.isEmpty {
+                let ca = try await offload { try TestCertificateAuthority() }
+                authority = ca
+                for p in withTLS {
+                    let t = p.tls!
+                    let config = TLSFrontProxy.Configuration(upstreamPort: mockPorts[p.name] ?? 0, certificate: t.certificate, requiresClientCertificate: t.mutual)
+                    let front = try await offload { try TLSFrontProxy(config, authority: ca) }
+                    fronts[p.name] = front
+                    endpoints[p.name] = .init(
+                        url: front.url, caFile: t.trustsAuthority ? ca.caCertificatePath : nil, clientCertificate: t.mutual ? ca.client : nil)
+                }
+            }
             let configPath = dir + "/multiplexer.yaml"
-            try plan.configurationYAML(mockPorts: mockPorts, redisURL: redis?.url).write(toFile: configPath, atomically: true, encoding: .utf8)
+            try plan.configurationYAML(mockPorts: mockPorts, redisURL: redis?.url, tls: endpoints).write(
+                toFile: configPath, atomically: true, encoding: .utf8)
             for i in 1...max(1, plan.nodes) {
                 nodes.append(try Self.launchNode(id: "gw-\(i)", port: LocalPorts.free(), plan: plan, binary: binary, configPath: configPath, directory: dir))
             }
@@ -170,9 +195,10 @@ public final class LocalFleet: Sendable {
             }
             return LocalFleet(
                 plan: plan, directory: dir, binary: binary, redis: redis, nginx: nginx, mocks: mocks, mockPorts: mockPorts, client: client,
-                configPath: configPath, nodes: nodes)
+                configPath: configPath, nodes: nodes, tlsFronts: fronts, authority: authority)
         } catch {
             for n in nodes { n.process.stop(signal: SIGKILL) }
+            for f in fronts.values { f.stop() }
             nginx?.stop()
             redis?.stop()
             throw error
@@ -204,6 +230,8 @@ public final class LocalFleet: Sendable {
             for n in nodes { n.process.stop(signal: SIGKILL) }
         }
         if let redis { await offloadQuietly { redis.stop() } }
+        let fronts = self.tlsFronts
+        await offloadQuietly { for f in fronts.values { f.stop() } }
         if removeFiles { try? FileManager.default.removeItem(atPath: self.directory) }
     }
 

@@ -61,7 +61,8 @@ public struct MockProvider: Sendable {
         case blankKeepalive = "blank-keepalive"
         /// The answer (stream or not) one byte every ``Configuration/trickleInterval``, after the latency.
         case trickleBytes = "trickle-bytes"
-        /// Streams: `data: ` then bytes without any newline, as fast as the client reads, until it goes away.
+        /// Streams: `data: ` then bytes without any newline, as fast as the client reads, until it goes away (or
+        /// 256 MiB have been sent).
         /// Non-stream: a 200 JSON answer `{"id":"` followed by the same endless bytes.
         case endlessLine = "endless-line"
         /// Non-stream: 200, `content-type: application/json`, a body that is not JSON. Streams: events whose data is

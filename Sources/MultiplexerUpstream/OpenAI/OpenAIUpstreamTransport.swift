@@ -119,6 +119,11 @@ public struct OpenAIUpstreamTransport: UpstreamTransport {
         guard let first = try await events.next() else {
             throw UpstreamError(.invalidResponse, message: "the stream closed before its first event")
         }
+        // Nothing has reached the client yet: a first event that is not JSON (nor the end marker) is a broken
+        // answer the router can still fail over from. Later events are relayed as they come.
+        guard first.data == "[DONE]" || JSONParser.object(decoding: [], in: Array(first.data.utf8)) != nil else {
+            throw UpstreamError(.invalidResponse, message: "the stream's first event is not JSON")
+        }
         return UpstreamResponse(
             status: response.status, headers: response.headers, body: .events(SSEEventStream(resuming: events, prepending: first)),
             settlesLater: true)
