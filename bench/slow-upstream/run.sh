@@ -72,24 +72,29 @@ wrk.body = '{"model":"$1",$( [ "$2" = 1 ] && echo '"stream":true,' )"messages":[
 wrk.headers["Content-Type"] = "application/json"
 LUA
 }
+# The gateway's CPU time so far (user + system), in clock ticks.
+cputicks() { awk '{print $14 + $15}' "/proc/$GW_PID/stat"; }
 # run NAME URL MODEL STREAM: one wrk run; prints a TSV row.
 run() {
   lua "$3" "$4" > "$DIR/$1.lua"
+  local cpu0; cpu0=$(cputicks)
   local opened0 waits0; opened0=$(metric multiplexer_upstream_connections_opened_total); waits0=$(metric multiplexer_upstream_connection_waits_total)
   wrk -t2 -c"$CONNECTIONS" -d"${DURATION}s" --timeout 20s --latency -s "$DIR/$1.lua" "$2" > "$DIR/$1.wrk" 2>&1 || true
   local rps p50 p99 non2xx errors
   rps=$(awk '/Requests\/sec/{print $2}' "$DIR/$1.wrk")
   p50=$(awk '$1=="50%"{print $2}' "$DIR/$1.wrk"); p99=$(awk '$1=="99%"{print $2}' "$DIR/$1.wrk")
   non2xx=$(awk '/Non-2xx/{print $NF}' "$DIR/$1.wrk"); errors=$(awk '/Socket errors/{print}' "$DIR/$1.wrk")
-  local opened waits
+  local opened waits requests cpu_us
+  requests=$(awk '/requests in/{print $1}' "$DIR/$1.wrk")
+  cpu_us=$(awk -v t="$(( $(cputicks) - cpu0 ))" -v hz="$(getconf CLK_TCK)" -v n="${requests:-0}" 'BEGIN { if (n > 0) printf "%.0f", t / hz * 1e6 / n; else print "-" }')
   opened=$(( $(metric multiplexer_upstream_connections_opened_total) - opened0 ))
   waits=$(( $(metric multiplexer_upstream_connection_waits_total) - waits0 ))
-  printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$1" "$rps" "$p50" "$p99" "${non2xx:-0}" "$opened" "$waits" "${errors:-none}"
+  printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$1" "$rps" "$p50" "$p99" "${non2xx:-0}" "$opened" "$waits" "$cpu_us" "${errors:-none}"
 }
 
 {
   echo "# slow-upstream benchmark, $(date -u '+%Y-%m-%d %H:%M UTC'), $(nproc) cores, $CONNECTIONS connections, ${DURATION}s per run"
-  printf 'run\treq/s\tp50\tp99\tnon-2xx\tupstream conns opened\tconnection waits\tsocket errors\n'
+  printf 'run\treq/s\tp50\tp99\tnon-2xx\tupstream conns opened\tconnection waits\tgateway CPU µs/request\tsocket errors\n'
   run direct-h1-plain "http://127.0.0.1:$MOCK_PLAIN/v1/chat/completions" h1-plain 0
   run gw-h1-plain "http://127.0.0.1:$GW/v1/chat/completions" h1-plain 0
   run direct-h1-sse "http://127.0.0.1:$MOCK_SSE/v1/chat/completions" h1-sse 1
