@@ -73,6 +73,8 @@ public struct FleetPlan: Sendable {
     public var model = "demo"
     /// Extra model-group keys, e.g. `"tier_wait_ms: 0"`.
     public var groupSettings: [String] = []
+    /// Extra `server:` keys, e.g. `"client_write_timeout_seconds: 2"`.
+    public var serverSettings: [String] = []
     /// Gateway processes (`multiplexer serve`).
     public var nodes = 1
     /// A local `redis-server` shared by the nodes; without it each node has an in-memory store.
@@ -104,6 +106,7 @@ public struct FleetPlan: Sendable {
     ///   - tls: the HTTPS fronts of providers with ``Provider/tls``, by provider name.
     public func configurationYAML(mockPorts: [String: Int], redisURL: String?, tls: [String: TLSEndpoint] = [:]) -> String {
         var y = "server:\n  host: 127.0.0.1\n"
+        for s in self.serverSettings { y += "  \(s)\n" }
         if let redisURL {
             y += "redis:\n  url: \(redisURL)\n  namespace: \(self.namespace)\n  timeout_ms: \(self.redisTimeoutMs)\n  on_unavailable: local\n"
         }

@@ -32,14 +32,16 @@ struct FleetTests {
 
     @Test func aProviderReceivesNoMoreThanItsTPMFromThreeNodes() async throws {
         let plan = fleetPlan([
-            .init(name: "limited", limits: .init(tpm: 600), latency: .milliseconds(10)),
+            // default_max_tokens 16 (these requests ask for 8): with the default 1,024 the mock's first
+            // `x-ratelimit-remaining-tokens` (< 600) would cool it down as exhausted at once (§3 step 6).
+            .init(name: "limited", limits: .init(tpm: 600), latency: .milliseconds(10), settings: ["default_max_tokens: 16"]),
             .init(name: "spare", latency: .milliseconds(10)),
         ])
         try await LocalFleet.run(plan) { fleet in
             let results = await LoadGenerator(client: fleet.client, targets: [fleet.entryURL], model: plan.model).run(total: 240, concurrency: 24)
             let limited = fleet.mocks["limited"]!.state.counters
             #expect(results.statuses == [200: 240])
-            #expect(limited.requests > 10, "the limited provider got its share")
+            #expect(limited.requests > 10, "the limited provider got its share: \(limited.requests) requests, \(limited.promptTokens + limited.completionTokens) tokens")
             #expect(limited.promptTokens + limited.completionTokens <= 600)
             fleet.expectNoOvershoot()
             // Reserved estimates were settled to the real usage: the window holds what the mock counted.

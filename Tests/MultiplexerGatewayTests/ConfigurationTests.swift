@@ -115,6 +115,24 @@ struct ConfigurationTests {
         #expect(c.models[0].primary == [WeightedProvider(provider: "a", weight: 1)])
     }
 
+    @Test func clientWriteTimeoutDefaultsTo30SecondsAndReportsABadValueWithItsPathAndLine() throws {
+        let models = """
+            providers:
+              - { name: a, base_url: "http://127.0.0.1:9000/v1", model: m }
+            models:
+              - { name: m, primary: [{ provider: a }] }
+            """
+        #expect(try ConfigurationLoader.parse(yaml: models, environment: [:]).server.clientWriteTimeout == .seconds(30))
+        let set = try ConfigurationLoader.parse(yaml: "server:\n  client_write_timeout_seconds: 2.5\n" + models, environment: [:])
+        #expect(set.server.clientWriteTimeout == .milliseconds(2500))
+        #expect {
+            try ConfigurationLoader.parse(yaml: "server:\n  client_write_timeout_seconds: 0\n" + models, environment: [:])
+        } throws: { error in
+            guard let e = error as? ConfigurationError else { return false }
+            return e.problems.map(\.description).contains { $0.hasPrefix("line 2: ") && $0.contains("server.client_write_timeout_seconds: ") }
+        }
+    }
+
     @Test func forwardClientHeadersIsOffUnlessSetAndReportsABadValueWithItsPathAndLine() throws {
         let c = try ConfigurationLoader.parse(yaml: """
             providers:

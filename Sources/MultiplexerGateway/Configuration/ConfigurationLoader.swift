@@ -128,6 +128,9 @@ private final class Walker {
         if let n = m.take("port") { s.port = self.int(n, path + ".port", 0...65535) ?? s.port }
         if let n = m.take("node_id") { s.nodeID = self.string(n, path + ".node_id", nonEmpty: true) }
         if let n = m.take("max_body_bytes") { s.maxBodyBytes = self.int(n, path + ".max_body_bytes", 1024...1_073_741_824) ?? s.maxBodyBytes }
+        if let n = m.take("client_write_timeout_seconds") {
+            s.clientWriteTimeout = self.seconds(n, path + ".client_write_timeout_seconds") ?? s.clientWriteTimeout
+        }
         m.finish()
         return s
     }

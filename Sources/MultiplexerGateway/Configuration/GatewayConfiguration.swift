@@ -13,6 +13,10 @@ public struct GatewayConfiguration: Sendable, CustomStringConvertible {
         /// This node's id in the live-node registry; default `hostname-pid`.
         public var nodeID: String?
         public var maxBodyBytes = 10_485_760
+        /// `client_write_timeout_seconds`: a client whose connection accepts no bytes this long (counted from
+        /// when the gateway's writes stop making progress) is disconnected, its upstream transfer cancelled and
+        /// its reservation settled.
+        public var clientWriteTimeout: Duration = .seconds(30)
         public init() {}
     }
 

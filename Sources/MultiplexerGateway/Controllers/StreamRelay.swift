@@ -1,9 +1,11 @@
 import HTTPTypes
+import Logging
 import Hummingbird
 import MultiplexerCore
 import MultiplexerUpstream
 import NIOCore
 import Prometheus
+import Synchronization
 
 /// Relays a provider's server-sent events to the client as they arrive, and settles the reservation
 /// when the stream ends.
@@ -22,7 +24,7 @@ struct StreamRelay: Sendable {
     let log: OpenAIController.RequestLog
     let clientWantsUsage: Bool
 
-    /// Leases of long streams are renewed this often.
+    /// Leases of long streams are renewed at most this far apart (and at least three times per lease).
     static let leaseRenewal: Duration = .seconds(60)
 
     func response(events: SSEEventStream, pending: PendingSettlement, headers: HTTPFields) -> Response {
@@ -30,19 +32,39 @@ struct StreamRelay: Sendable {
         h[.contentType] = "text/event-stream"
         h[.cacheControl] = "no-cache"
         let relay = self
+        let owner = StreamOwner(pending: pending, relay: self)
         return Response(status: .ok, headers: h, body: ResponseBody { writer in
-            await relay.relay(events: events, pending: pending, writer: &writer)
+            try await relay.run(events: events, owner: owner, writer: &writer)
         })
     }
 
-    private func relay(events: SSEEventStream, pending: PendingSettlement, writer: inout any ResponseBodyWriter) async {
+    /// Relays the stream while a watchdog beside it renews the lease (while the upstream transfer is open,
+    /// whatever the client reads) and drops a client whose connection stopped accepting bytes.
+    private func run(events: SSEEventStream, owner: StreamOwner, writer: inout any ResponseBodyWriter) async throws {
+        owner.markStarted()
+        let gateway = self.controller.gateway
+        let lease = gateway.table.providers[owner.pending.reservation.provider]?.leaseDuration ?? .seconds(180)
+        let renewEvery = min(Self.leaseRenewal, lease / 3)
+        let writeTimeout = gateway.configuration.server.clientWriteTimeout
+        let task = withUnsafeCurrentTask { $0.map(RelayTask.init) }
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            group.addTask {
+                await owner.watch(renewEvery: renewEvery, lease: lease, writeTimeout: writeTimeout, task: task)
+            }
+            let outcome = await self.relay(events: events, owner: owner, writer: &writer)
+            group.cancelAll()
+            if let failure = outcome { throw failure }
+        }
+    }
+
+    /// Relays every event; settles; logs. Returns the error that ended it if the client's connection must
+    /// be closed (the client went away, or accepted no bytes for the write timeout).
+    private func relay(events: SSEEventStream, owner: StreamOwner, writer: inout any ResponseBodyWriter) async -> (any Error)? {
         var iterator = events.makeAsyncIterator()
         var usage: TokenUsage?
         var result: SettlementResult = .abandoned
         var status = 200
-        var settled = false
-        var lastRenewal = ContinuousClock.now
-        let lease = self.controller.gateway.table.providers[pending.reservation.provider]?.leaseDuration ?? .seconds(180)
+        var failure: (any Error)?
         // Events that arrived together (one read from the provider) go out in one write; the buffer is
         // written before the relay waits for more, so no event is ever held back.
         var out = ByteBuffer()
@@ -53,21 +75,19 @@ struct StreamRelay: Sendable {
                     event = buffered
                 } else {
                     if out.readableBytes > 0 {
-                        try await writer.write(out)
+                        try await owner.write(out, to: &writer)
                         out.clear()
-                    }
-                    if lastRenewal.duration(to: .now) > Self.leaseRenewal {
-                        lastRenewal = .now
-                        try? await pending.renewLease(for: lease)
                     }
                     do {
                         event = try await iterator.next()
                     } catch {
                         // The provider broke mid-stream (reset, idle timeout): say so, and never send [DONE].
+                        // (A cancelled transfer is the client's doing: the write below fails the same way.)
                         let e = OpenAIError.upstream(
                             status: 502, "The provider's stream broke before it finished (\(error.kind.rawValue)).", code: "upstream_stream_error")
                         out.writeString("data: \(e.json)\n\n")
-                        try await writer.write(out)
+                        try Task.checkCancellation()
+                        try await owner.write(out, to: &writer)
                         result = .failure
                         status = 502
                         break
@@ -75,7 +95,7 @@ struct StreamRelay: Sendable {
                 }
                 guard let event, !event.isDone else {
                     out.writeString("data: [DONE]\n\n")
-                    try await writer.write(out)
+                    try await owner.write(out, to: &writer)
                     result = .success(usage: usage)
                     break
                 }
@@ -87,17 +107,28 @@ struct StreamRelay: Sendable {
             }
             // Settled before the response ends: a client that has read the whole stream finds the
             // provider's windows and counters already updated (its next request is admitted on them).
-            await pending.settle(result)
-            settled = true
-            try await writer.finish(nil)
+            await owner.settle(result)
+            try await owner.write(nil, to: &writer)
         } catch {
-            // Writing to the client failed: it went away. What was sent is not a complete answer.
-            if !settled {
-                result = .abandoned
-                status = 499
+            // Writing to the client failed (it went away), or it accepted nothing for the write timeout (the
+            // watchdog cancelled this task). What was sent is not a complete answer.
+            if !owner.isSettled {
+                status = owner.timedOut ? 408 : 499
+                if owner.timedOut {
+                    self.controller.gateway.logger.info(
+                        "client write timeout: the client accepted no bytes; disconnected",
+                        metadata: ["request.id": .string(self.log.requestID)])
+                }
             }
+            failure = error
         }
-        if !settled { await pending.settle(result) }
+        await owner.settle(.abandoned)
+        self.finish(usage: usage, status: status)
+        return failure
+    }
+
+    /// The request's log line and gauges, once per stream.
+    func finish(usage: TokenUsage?, status: Int) {
         var log = self.log
         log.tokens = usage
         self.controller.gateway.metrics.inFlight.decrement()
@@ -125,5 +156,106 @@ struct StreamRelay: Sendable {
             let u = m["usage"].flatMap(OpenAIResponseInspector.usage(from:))
         else { return nil }
         return (u, m["choices"]?.arrayValue?.isEmpty ?? true)
+    }
+}
+
+/// The cancellable handle of the task that relays a stream, for its watchdog (a child of that task).
+///
+/// Safety (`@unchecked Sendable`): `UnsafeCurrentTask` is only valid while its task runs. The watchdog that
+/// holds this is a child task of a group inside that task, cancelled and awaited before the task leaves the
+/// group, so the handle never outlives the task; `cancel()` is safe from any thread.
+struct RelayTask: @unchecked Sendable {
+    let task: UnsafeCurrentTask
+    func cancel() { self.task.cancel() }
+}
+
+/// The one owner of a stream's reservation, from the moment its response exists to its settlement.
+///
+/// - ``settle(_:)`` settles exactly once, whichever path ends the stream first.
+/// - ``watch(renewEvery:lease:writeTimeout:task:)`` renews the in-flight lease while the stream is open
+///   (not when the client reads) and cancels the relay when a write has made no progress for the write
+///   timeout.
+/// - If the response is dropped before its body ever ran (the client reset its connection before the
+///   head could be written), `deinit` settles it as abandoned, counts it and logs the request (status 499).
+///   A stream whose body ran and still reaches `deinit` unsettled is a bug: it is logged at error.
+final class StreamOwner: Sendable {
+    let pending: PendingSettlement
+    private let relay: StreamRelay
+    private struct State {
+        var settled = false
+        var started = false
+        var timedOut = false
+    }
+    private let state = Mutex(State())
+    /// When the write in progress began (ns on the continuous clock since `origin`), 0 when none is.
+    private let writeStarted = Atomic<Int64>(0)
+    private let origin = ContinuousClock.now
+
+    init(pending: PendingSettlement, relay: StreamRelay) {
+        self.pending = pending
+        self.relay = relay
+    }
+
+    var isSettled: Bool { self.state.withLock { $0.settled } }
+    var timedOut: Bool { self.state.withLock { $0.timedOut } }
+
+    func markStarted() { self.state.withLock { $0.started = true } }
+
+    /// Settles the reservation unless it already is.
+    func settle(_ result: SettlementResult) async {
+        let first = self.state.withLock { s in
+            defer { s.settled = true }
+            return !s.settled
+        }
+        if first { await self.pending.settle(result) }
+    }
+
+    /// Writes `buffer` (or finishes the body for `nil`), timing the write for the watchdog.
+    func write(_ buffer: ByteBuffer?, to writer: inout any ResponseBodyWriter) async throws {
+        self.writeStarted.store(max(1, self.now()), ordering: .relaxed)
+        defer { self.writeStarted.store(0, ordering: .relaxed) }
+        if let buffer { try await writer.write(buffer) } else { try await writer.finish(nil) }
+    }
+
+    private func now() -> Int64 {
+        let d = self.origin.duration(to: .now)
+        return d.components.seconds * 1_000_000_000 + d.components.attoseconds / 1_000_000_000
+    }
+
+    /// Runs beside the relay until cancelled: renews the lease every `renewEvery`, and cancels `task` when a
+    /// write has been pending for `writeTimeout`.
+    func watch(renewEvery: Duration, lease: Duration, writeTimeout: Duration, task: RelayTask?) async {
+        let tick = min(Duration.seconds(1), writeTimeout / 4)
+        var lastRenewal = ContinuousClock.now
+        let limit = writeTimeout.components.seconds * 1_000_000_000 + writeTimeout.components.attoseconds / 1_000_000_000
+        while !Task.isCancelled {
+            do { try await Task.sleep(for: tick) } catch { return }
+            if lastRenewal.duration(to: .now) >= renewEvery {
+                lastRenewal = .now
+                try? await self.pending.renewLease(for: lease)
+            }
+            let started = self.writeStarted.load(ordering: .relaxed)
+            if started != 0, self.now() - started >= limit {
+                self.state.withLock { $0.timedOut = true }
+                task?.cancel()
+                return
+            }
+        }
+    }
+
+    deinit {
+        let (settled, started) = self.state.withLock { ($0.settled, $0.started) }
+        guard !settled else { return }
+        let pending = self.pending
+        let relay = self.relay
+        if started {
+            relay.controller.gateway.logger.error(
+                "a stream's owner was released unsettled: settling it as abandoned", metadata: ["request.id": .string(relay.log.requestID)])
+        } else {
+            relay.finish(usage: nil, status: 499)
+        }
+        // deinit cannot await: the settlement runs on its own. The store's settle is idempotent by id and
+        // retried by the store when Redis is away, so nothing waits on this task.
+        Task { await pending.settle(.abandoned) }
     }
 }
