@@ -89,6 +89,8 @@ public struct FleetPlan: Sendable {
     public var nginx = false
     /// `serve --drain-seconds`.
     public var drainSeconds: Double = 0
+    /// `serve --shutdown-timeout` (the binary's default when `nil`).
+    public var shutdownTimeoutSeconds: Double?
     /// `serve --log-level`.
     public var logLevel = "info"
     /// `admin_key` for `/admin/*`.

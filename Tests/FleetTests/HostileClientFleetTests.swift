@@ -143,4 +143,31 @@ final class RawClient {
             await audit(fleet, "never reads")
         }
     }
+
+    @Test func sigtermEndsTheStreamsStillOpenWithAnErrorEventAndSettlesThemBeforeExit() async throws {
+        var long = FleetPlan.Provider(name: "long", limits: .init(maxConcurrent: 2), settings: ["stream_idle_timeout_seconds: 10"])
+        long.mock = { $0.streamChunks = 60; $0.tokenInterval = .milliseconds(200) }
+        var plan = onePlan(long)
+        plan.shutdownTimeoutSeconds = 3
+        try await LocalFleet.run(plan) { fleet in
+            async let first = fleet.http.post(fleet.entryURL + "/v1/chat/completions", json: streamBody(fleet), timeout: .seconds(20))
+            async let second = fleet.http.post(fleet.entryURL + "/v1/chat/completions", json: streamBody(fleet), timeout: .seconds(20))
+            let both = await fleet.eventually(within: .seconds(10)) { (try? await fleet.fleetStats())?.providers.first?.window.inFlight == 2 }
+            #expect(both, "both streams admitted")
+            try await Task.sleep(for: .milliseconds(500))
+            fleet.signal(node: 0, SIGTERM)
+            let answers = await [first, second]
+            #expect(await fleet.waitForExit(node: 0, timeout: .seconds(10)), "the node exited after its shutdown timeout")
+            for a in answers {
+                // A response at all means the chunked body ended cleanly (a cut body is a transfer error).
+                let body = a?.body ?? ""
+                #expect(a?.status == 200 && body.contains("\"server_shutting_down\""), "error event: \(body.suffix(300))")
+                #expect(!body.contains("[DONE]"), "an ended stream is never presented as complete")
+            }
+            // Settled by the node before it exited, not left to expire.
+            let stats = try await fleet.fleetStats()
+            #expect(stats.providers.first?.window.inFlight == 0, "no lease left after exit")
+            #expect(fleet.mockCounters()["long"]?.overshoot == 0)
+        }
+    }
 }

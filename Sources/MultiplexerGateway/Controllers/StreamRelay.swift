@@ -49,7 +49,9 @@ struct StreamRelay: Sendable {
         let task = withUnsafeCurrentTask { $0.map(RelayTask.init) }
         try await withThrowingTaskGroup(of: Void.self) { group in
             group.addTask {
-                await owner.watch(renewEvery: renewEvery, lease: lease, writeTimeout: writeTimeout, task: task)
+                await owner.watch(
+                    renewEvery: renewEvery, lease: lease, writeTimeout: writeTimeout, task: task, events: events,
+                    shutdownDeadline: { gateway.state.streamDeadline })
             }
             let outcome = await self.relay(events: events, owner: owner, writer: &writer)
             group.cancelAll()
@@ -83,10 +85,22 @@ struct StreamRelay: Sendable {
                     } catch {
                         // The provider broke mid-stream (reset, idle timeout): say so, and never send [DONE].
                         // (A cancelled transfer is the client's doing: the write below fails the same way.)
+                        try Task.checkCancellation()
+                        if owner.shuttingDown {
+                            // The node is stopping and this stream outlived the deadline: say so, end the
+                            // body cleanly (no [DONE]: the answer is incomplete), settle before exit.
+                            let e = OpenAIError(
+                                status: 503, message: "The server is shutting down; the stream was ended before it finished.",
+                                type: "server_error", code: "server_shutting_down")
+                            out.writeString("data: \(e.json)\n\n")
+                            try await owner.write(out, to: &writer)
+                            result = .abandoned
+                            status = 503
+                            break
+                        }
                         let e = OpenAIError.upstream(
                             status: 502, "The provider's stream broke before it finished (\(error.kind.rawValue)).", code: "upstream_stream_error")
                         out.writeString("data: \(e.json)\n\n")
-                        try Task.checkCancellation()
                         try await owner.write(out, to: &writer)
                         result = .failure
                         status = 502
@@ -185,6 +199,7 @@ final class StreamOwner: Sendable {
         var settled = false
         var started = false
         var timedOut = false
+        var shuttingDown = false
     }
     private let state = Mutex(State())
     /// When the write in progress began (ns on the continuous clock since `origin`), 0 when none is.
@@ -198,6 +213,8 @@ final class StreamOwner: Sendable {
 
     var isSettled: Bool { self.state.withLock { $0.settled } }
     var timedOut: Bool { self.state.withLock { $0.timedOut } }
+    /// The watchdog ended the upstream transfer because the node is shutting down.
+    var shuttingDown: Bool { self.state.withLock { $0.shuttingDown } }
 
     func markStarted() { self.state.withLock { $0.started = true } }
 
@@ -222,9 +239,13 @@ final class StreamOwner: Sendable {
         return d.components.seconds * 1_000_000_000 + d.components.attoseconds / 1_000_000_000
     }
 
-    /// Runs beside the relay until cancelled: renews the lease every `renewEvery`, and cancels `task` when a
-    /// write has been pending for `writeTimeout`.
-    func watch(renewEvery: Duration, lease: Duration, writeTimeout: Duration, task: RelayTask?) async {
+    /// Runs beside the relay until cancelled: renews the lease every `renewEvery`, cancels `task` when a
+    /// write has been pending for `writeTimeout`, and ends the upstream transfer (`events`) once the node's
+    /// shutdown deadline has passed, so that the relay sends `server_shutting_down` and settles.
+    func watch(
+        renewEvery: Duration, lease: Duration, writeTimeout: Duration, task: RelayTask?, events: SSEEventStream,
+        shutdownDeadline: @Sendable () -> ContinuousClock.Instant?
+    ) async {
         let tick = min(Duration.seconds(1), writeTimeout / 4)
         var lastRenewal = ContinuousClock.now
         let limit = writeTimeout.components.seconds * 1_000_000_000 + writeTimeout.components.attoseconds / 1_000_000_000
@@ -233,6 +254,10 @@ final class StreamOwner: Sendable {
             if lastRenewal.duration(to: .now) >= renewEvery {
                 lastRenewal = .now
                 try? await self.pending.renewLease(for: lease)
+            }
+            if let deadline = shutdownDeadline(), ContinuousClock.now >= deadline, !self.shuttingDown {
+                self.state.withLock { $0.shuttingDown = true }
+                events.cancel()
             }
             let started = self.writeStarted.load(ordering: .relaxed)
             if started != 0, self.now() - started >= limit {

@@ -85,14 +85,24 @@ public struct DrainService: Service {
     let gateway: Gateway
     /// How long `/readyz` answers 503 before the server stops accepting (lets a load balancer notice).
     let delay: Duration
+    /// How long in-flight requests get after the drain; streams still open then are ended with an error
+    /// event a little before it, so that they are settled before the server gives up on them.
+    let shutdownTimeout: Duration
 
-    public init(gateway: Gateway, delay: Duration) {
+    public init(gateway: Gateway, delay: Duration, shutdownTimeout: Duration = .seconds(30)) {
         self.gateway = gateway
         self.delay = delay
+        self.shutdownTimeout = shutdownTimeout
     }
+
+    /// How long before the graceful-shutdown limit the streams still open are ended: their watchdog looks
+    /// once a second, and ending, settling and closing takes a moment.
+    static let streamMargin: Duration = .milliseconds(1500)
 
     public func run() async throws {
         try? await gracefulShutdown()
+        let total = self.delay + self.shutdownTimeout
+        self.gateway.state.setStreamDeadline(.now + max(.zero, total - Self.streamMargin))
         self.gateway.state.set(.draining)
         self.gateway.logger.info("draining", metadata: ["delay_ms": .stringConvertible(self.delay.millisecondsRoundedUp)])
         try? await Task.sleep(for: self.delay)

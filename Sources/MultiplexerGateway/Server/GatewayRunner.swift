@@ -30,7 +30,7 @@ public enum GatewayRunner {
             ])
         // Shutdown runs in reverse order: the drain flag first, then the application (server, then its services).
         var config = ServiceGroupConfiguration(
-            services: [.init(service: app), .init(service: DrainService(gateway: gateway, delay: drain))],
+            services: [.init(service: app), .init(service: DrainService(gateway: gateway, delay: drain, shutdownTimeout: shutdownTimeout))],
             gracefulShutdownSignals: [.sigterm, .sigint],
             cancellationSignals: [],
             logger: logger)

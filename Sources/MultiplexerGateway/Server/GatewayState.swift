@@ -9,6 +9,15 @@ final class GatewayState: Sendable {
     }
 
     private let phase = Mutex(Phase.starting)
+    private let deadline = Mutex<ContinuousClock.Instant?>(nil)
+
+    /// When streams still open must end (with a `server_shutting_down` error event) so that they are
+    /// settled before the server's graceful shutdown gives up on them; `nil` until shutdown begins.
+    var streamDeadline: ContinuousClock.Instant? { self.deadline.withLock { $0 } }
+
+    func setStreamDeadline(_ d: ContinuousClock.Instant) {
+        self.deadline.withLock { $0 = d }
+    }
 
     var current: Phase { self.phase.withLock { $0 } }
 

@@ -28,6 +28,12 @@ public struct SSEEventStream: AsyncSequence, Sendable {
         self.iterator
     }
 
+    /// Aborts the underlying transfer from outside the consuming task: the consumer's pending or next read
+    /// throws `cancelled`.
+    public func cancel() {
+        self.iterator.cancel()
+    }
+
     /// Reads events.
     public struct AsyncIterator: AsyncIteratorProtocol, Sendable {
         public typealias Element = SSEEvent
@@ -38,6 +44,11 @@ public struct SSEEventStream: AsyncSequence, Sendable {
         private var pending: [SSEEvent] = []
         private var pendingIndex = 0
         private var finished = false
+
+        /// Aborts the underlying transfer (see ``SSEEventStream/cancel()``).
+        public func cancel() {
+            self.bytes.cancel()
+        }
         /// How the stream ended; `nil` until the iterator returned `nil`.
         public private(set) var end: SSEStreamEnd?
 

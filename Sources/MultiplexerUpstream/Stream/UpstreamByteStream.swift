@@ -35,6 +35,12 @@ public struct UpstreamByteStream: AsyncSequence, Sendable {
         public mutating func next(isolation actor: isolated (any Actor)?) async throws(UpstreamError) -> [UInt8]? {
             try await self.consumer.storage.next().get()
         }
+
+        /// Aborts the transfer from outside the consuming task: a pending or later ``next()`` throws
+        /// `cancelled`. Any copy of the iterator cancels the same transfer.
+        public func cancel() {
+            self.consumer.storage.consumerCancelled()
+        }
     }
 
     /// Reads the whole rest of the body, or its first `limit` bytes (then the transfer is aborted).
