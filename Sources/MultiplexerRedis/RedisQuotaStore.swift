@@ -423,7 +423,7 @@ public final class RedisQuotaStore: QuotaStore {
             args.append(String(s.result.chargedTokens(reserved: r.tokens)))
             switch s.result {
             case .success: args += ["success", "0"]
-            case .failure: args += ["failure", "0"]
+            case .failure, .broken: args += ["failure", "0"]
             case .rateLimited(let c): args += ["rate_limited", String(max(1, c.millisecondsRoundedUp))]
             case .unauthorized(let c): args += ["unauthorized", String(max(1, c.millisecondsRoundedUp))]
             case .contextLengthExceeded: args += ["context_length_exceeded", "0"]

@@ -147,6 +147,27 @@ struct QuotaStoreContractTests {
         }
     }
 
+    /// What an attempt costs (ARCHITECTURE §3 step 6): a failure before the provider could process
+    /// anything refunds its whole reservation at once, one after it may have keeps the estimate; both
+    /// count in the request windows and as a failure.
+    @Test(arguments: StoreKind.allCases)
+    func aFailedAttemptRefundsItsTokensAndABrokenOneKeepsThem(_ kind: StoreKind) async throws {
+        try await withHarness(kind) { h in
+            let c = Self.candidate("p-fail", limits: ProviderLimits(rpm: 100, tpm: 10_000), tokens: 1_008)
+            let failed = try Self.reservation(try await Self.admitOne(h.store, c))
+            await h.store.settle(Settlement(reservation: failed, result: .failure, failureThreshold: 10))
+            var stats = try await Self.providerStats(h.store, "p-fail")
+            #expect(stats.window.tpm == 0, "a 503 keeps no tokens")
+            #expect(stats.window.rpm == 1, "but counts as a request sent")
+            let broken = try Self.reservation(try await Self.admitOne(h.store, c))
+            await h.store.settle(Settlement(reservation: broken, result: .broken, failureThreshold: 10))
+            stats = try await Self.providerStats(h.store, "p-fail")
+            #expect(stats.window.tpm == 1_008, "a stream cut mid-way keeps its estimate")
+            #expect(stats.window.rpm == 2)
+            #expect(stats.consecutiveFailures == 2 && stats.usage.errors == 2, "both are failures of the provider")
+        }
+    }
+
     @Test(arguments: StoreKind.allCases)
     func aRequestLargerThanTheLimitNeverFits(_ kind: StoreKind) async throws {
         try await withHarness(kind) { h in

@@ -74,7 +74,7 @@ final class ChunkCursor: Sendable {
                     await self.settle(.abandoned)
                     throw CancellationError()
                 }
-                await self.settle(.failure)
+                await self.settle(.broken)
                 throw self.broken("broke before it finished (\(error.kind.rawValue)).", underlying: error)
             }
             guard let event, !event.isDone else {
@@ -94,14 +94,14 @@ final class ChunkCursor: Sendable {
             // An event that is not JSON (a comment, a keep-alive) is skipped, never a reason to abort.
             guard let document = try? JSONParser.parse(Array(event.data.utf8)) else { continue }
             if let error = document.value["error"] {
-                await self.settle(.failure)
+                await self.settle(.broken)
                 throw self.broken("ended with an error: \(error["message"]?.stringValue ?? error.jsonText)")
             }
             var chunk: ChatCompletionChunk
             do {
                 chunk = try ChatCompletionChunk(json: document.value)
             } catch {
-                await self.settle(.failure)
+                await self.settle(.broken)
                 throw MultiplexerError(
                     .invalidResponse, "Invalid chunk from model '\(self.entry.name)': \(error.message)", modelName: self.entry.name,
                     endpoint: self.entry.endpoint.baseURL)

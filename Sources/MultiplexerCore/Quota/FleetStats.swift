@@ -56,7 +56,7 @@ public struct UsageCounters: Sendable, Hashable, Codable {
             if settlement.reservation.tier == .fallback { d.fallbackServed = 1 }
         case .rateLimited:
             d.rateLimited = 1
-        case .failure, .unauthorized, .contextLengthExceeded, .clientError:
+        case .failure, .broken, .unauthorized, .contextLengthExceeded, .clientError:
             d.errors = 1
         case .abandoned:
             break

@@ -206,7 +206,7 @@ public struct QuotaState: Sendable {
             switch s.result {
             case .success:
                 ps.failures = 0
-            case .failure:
+            case .failure, .broken:
                 ps.failures += 1
                 if ps.failures >= max(1, s.failureThreshold) {
                     ps.failures = 0

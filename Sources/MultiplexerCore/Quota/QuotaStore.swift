@@ -199,8 +199,14 @@ public enum SettlementResult: Sendable, Hashable {
     case success(usage: TokenUsage?)
     /// 429/529: cool the provider down for `cooldown` (extend-only).
     case rateLimited(cooldown: Duration)
-    /// 5xx, timeout, connection error: one more consecutive failure.
+    /// Failed before the provider could have processed anything — an error status (5xx), a connection
+    /// that never carried the request (refused, DNS, TLS, connect timeout), no first event within the
+    /// first-token timeout: one more consecutive failure, and the whole token reservation is refunded.
     case failure
+    /// Failed after the provider may have processed the request — a body that broke or timed out after
+    /// bytes arrived, a 2xx whose body is not an answer, a stream cut mid-way: one more consecutive failure,
+    /// and the estimate stays charged (never under-count what the provider may have counted).
+    case broken
     /// 401/403: cool the provider down for `cooldown`.
     case unauthorized(cooldown: Duration)
     /// 400 `context_length_exceeded`: no health change.
@@ -212,14 +218,15 @@ public enum SettlementResult: Sendable, Hashable {
 
     /// Tokens that stay charged to the windows for a reservation of `reserved` tokens.
     ///
-    /// A provider that refused the request (429, 401/403, 4xx) processed no tokens: all are refunded.
-    /// A success is charged its reported usage. When the provider may have processed the request but the
-    /// usage is unknown (timeouts, resets, cancellation), the estimate stays — never under-count.
+    /// A provider that refused the request (429, 401/403, 4xx) or failed before processing it (``failure``)
+    /// processed no tokens: all are refunded at once. A success is charged its reported usage. When the
+    /// provider may have processed the request but the usage is unknown (``broken``, cancellation), the
+    /// estimate stays — never under-count.
     public func chargedTokens(reserved: Int) -> Int {
         switch self {
         case .success(let usage?): usage.totalTokens
-        case .success(nil), .failure, .abandoned: reserved
-        case .rateLimited, .unauthorized, .contextLengthExceeded, .clientError: 0
+        case .success(nil), .broken, .abandoned: reserved
+        case .failure, .rateLimited, .unauthorized, .contextLengthExceeded, .clientError: 0
         }
     }
 }

@@ -142,7 +142,7 @@ public struct Router<C: Clock>: Sendable where C.Duration == Duration {
 
             let settlement = Settlement(
                 reservation: reservation,
-                result: Self.settlementResult(outcome, usage: response?.usage),
+                result: Self.settlementResult(outcome, usage: response?.usage, error: error?.kind),
                 failureThreshold: provider.failureThreshold,
                 failureCooldown: provider.failureCooldown,
                 modelEvent: outcome.triesNext ? nil : ModelEvent(group: group.name, fallback: outcome == .success && candidate.tier == .fallback),
@@ -226,11 +226,14 @@ public struct Router<C: Clock>: Sendable where C.Duration == Duration {
         return .milliseconds(Int64(self.random.next(below: ms)))
     }
 
-    static func settlementResult(_ outcome: Outcome, usage: TokenUsage?) -> SettlementResult {
+    /// What an attempt costs (ARCHITECTURE §3 step 6): a failure before the provider could have processed
+    /// anything (an error status, or an error of ``UpstreamError/Kind/isBeforeProcessing``) refunds its
+    /// tokens; any other failure may have been processed and keeps the estimate.
+    static func settlementResult(_ outcome: Outcome, usage: TokenUsage?, error: UpstreamError.Kind?) -> SettlementResult {
         switch outcome {
         case .success: .success(usage: usage)
         case .rateLimited(let d): .rateLimited(cooldown: d)
-        case .failure: .failure
+        case .failure: (error.map(\.isBeforeProcessing) ?? true) ? .failure : .broken
         case .unauthorized(let d): .unauthorized(cooldown: d)
         case .contextLengthExceeded: .contextLengthExceeded
         case .clientError: .clientError

@@ -27,6 +27,16 @@ public struct UpstreamError: Error, Sendable, Hashable, CustomStringConvertible 
         case cancelled
         /// Anything else.
         case other
+
+        /// Whether the provider cannot have processed the request: the connection never carried it
+        /// (connect timeout, refused, DNS, TLS), or a stream produced no event within its first-token
+        /// timeout. Such a failed attempt keeps no tokens (ARCHITECTURE §3 step 6).
+        public var isBeforeProcessing: Bool {
+            switch self {
+            case .connectTimeout, .connectionRefused, .dnsFailure, .tlsFailure, .firstTokenTimeout: true
+            case .timeout, .streamIdleTimeout, .connectionReset, .invalidResponse, .eventTooLarge, .cancelled, .other: false
+            }
+        }
     }
 
     public var kind: Kind

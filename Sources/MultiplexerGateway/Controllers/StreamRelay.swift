@@ -102,7 +102,7 @@ struct StreamRelay: Sendable {
                             status: 502, "The provider's stream broke before it finished (\(error.kind.rawValue)).", code: "upstream_stream_error")
                         out.writeString("data: \(e.json)\n\n")
                         try await owner.write(out, to: &writer)
-                        result = .failure
+                        result = .broken
                         status = 502
                         break
                     }
