@@ -62,10 +62,13 @@ public enum OpenAIResponseInspector {
         return mime == "application/json" || mime.hasSuffix("+json")
     }
 
-    /// The usage in an already-decoded `usage` object (`prompt_tokens`, `completion_tokens`, else
-    /// `total_tokens`).
+    /// The usage in an already-decoded `usage` object: `prompt_tokens`, `completion_tokens` (else
+    /// `total_tokens`) — or, for `responses` and Anthropic's `messages`, `input_tokens` and `output_tokens`.
     public static func usage(from usage: JSONValue) -> TokenUsage? {
-        guard let prompt = usage["prompt_tokens"]?.intValue else { return nil }
+        guard let prompt = usage["prompt_tokens"]?.intValue else {
+            guard let input = usage["input_tokens"]?.intValue else { return nil }
+            return TokenUsage(promptTokens: input, completionTokens: usage["output_tokens"]?.intValue ?? 0)
+        }
         let completion = usage["completion_tokens"]?.intValue ?? max(0, (usage["total_tokens"]?.intValue ?? prompt) - prompt)
         return TokenUsage(promptTokens: prompt, completionTokens: completion)
     }
