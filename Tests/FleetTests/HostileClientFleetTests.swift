@@ -83,15 +83,11 @@ final class RawClient {
         await fleet.eventually(within: .seconds(10)) { (try? await fleet.fleetStats())?.providers.first?.window.inFlight == 1 }
     }
 
-    /// The audit every hostile test ends with: the slot is free in Redis, the mock saw nothing beyond its
-    /// limit, and a well-behaved client is served at once.
+    /// The audit every hostile test ends with (``FleetAudit``: strict limits, `max_concurrent`, no lease
+    /// left), then a well-behaved client is served at once.
     func audit(_ fleet: LocalFleet, _ name: String) async {
-        let stats = try? await fleet.fleetStats()
-        #expect(stats?.providers.first?.window.inFlight == 0, "\(name): no lease left")
-        for (mock, c) in fleet.mockCounters() {
-            #expect(c.overshoot == 0, "\(mock) overshoot \(c.overshoot)")
-            #expect(c.maxInFlight <= 1, "\(mock) max in flight \(c.maxInFlight) (max_concurrent 1)")
-        }
+        let audit = await fleet.audit(counters: false)
+        #expect(audit.isClean, "\(name): \(audit)")
         let next = await fleet.http.post(
             fleet.entryURL + "/v1/chat/completions", json: LoadGenerator.bodyText(model: fleet.plan.model, index: 1), timeout: .seconds(10))
         #expect(next?.status == 200, "\(name): the next client is served (\(next?.body.prefix(200) ?? "no answer"))")
@@ -165,9 +161,8 @@ final class RawClient {
                 #expect(!body.contains("[DONE]"), "an ended stream is never presented as complete")
             }
             // Settled by the node before it exited, not left to expire.
-            let stats = try await fleet.fleetStats()
-            #expect(stats.providers.first?.window.inFlight == 0, "no lease left after exit")
-            #expect(fleet.mockCounters()["long"]?.overshoot == 0)
+            let audit = await fleet.audit(counters: false, settleWithin: .zero)
+            #expect(audit.isClean, "\(audit)")
         }
     }
 }
