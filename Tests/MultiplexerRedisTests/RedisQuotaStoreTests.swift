@@ -1,3 +1,4 @@
+import Foundation
 import MultiplexerCore
 import MultiplexerRedis
 import MultiplexerTestSupport
@@ -189,6 +190,18 @@ struct RedisQuotaStoreTests {
         #expect(p.window.tpm == prompt + completion && p.window.rpm == n && p.window.inFlight == 0)
         #expect(k.usage.requests == n && k.window.tpm == prompt + completion)
         #expect(m.counters.requests == n && m.counters.fallbacks == n / 10)
+        // A settlement whose reply was lost is sent again: it counts once.
+        await store.settle(Settlement(reservation: reservations[1], result: .success(usage: TokenUsage(promptTokens: 99, completionTokens: 99))))
+        for _ in 0..<200 where store.hasPendingReplay { try await Task.sleep(for: .milliseconds(10)) }
+        let again = try #require(try await store.stats(StatsQuery(providers: ["p-batch"], keys: [], models: [])).providers.first)
+        #expect(again.usage == p.usage && again.window.tpm == p.window.tpm, "a repeated settlement changed nothing")
+        // The idempotency record is one bit per reservation in a bitmap with a 15-minute TTL, not a log.
+        let prefix = "{\(f.namespace)}:settled"
+        #expect(try f.server.rawCLI(["ZCARD", prefix]).trimmingCharacters(in: .whitespacesAndNewlines) == "0")
+        let bitmap = prefix + ":" + String(Int(reservations[0].id)! / 1_048_576)
+        let ttl = Int(try f.server.rawCLI(["PTTL", bitmap]).trimmingCharacters(in: .whitespacesAndNewlines)) ?? -3
+        #expect(ttl > 800_000 && ttl <= 900_000, "bitmap TTL \(ttl)")
+        #expect(try f.server.rawCLI(["BITCOUNT", bitmap]).trimmingCharacters(in: .whitespacesAndNewlines) == String(n))
         runner.cancel()
         await runner.value
     }
