@@ -134,7 +134,7 @@ final class RawClient {
             // Dropped after 2 s without progress, once the node's send buffer (up to 4 MiB on Linux) is full:
             // ~7 s with a debug build on an idle machine.
             #expect(await slotsBack(fleet, within: .seconds(40)), "the stuck client's slot came back")
-            let cancelled = await fleet.eventually(within: .seconds(5)) { fleet.mocks["fast"]!.state.counters.inFlight == 0 }
+            let cancelled = await fleet.eventually(within: .seconds(15)) { fleet.mocks["fast"]!.state.counters.inFlight == 0 }
             #expect(cancelled, "the upstream transfer was cancelled")
             await audit(fleet, "never reads")
         }
