@@ -43,7 +43,7 @@ for pair in "plain $MOCK_PLAIN $TLS_PLAIN" "sse $MOCK_SSE $TLS_SSE"; do
   set -- $pair
   sed -e "s#@DIR@#$DIR/$1#g" -e "s#@MOCK_PORT@#$2#g" -e "s#@TLS_PORT@#$3#g" bench/slow-upstream/nginx-tls.conf.template > "$DIR/nginx-$1.conf"
   mkdir -p "$DIR/$1/tmp"; cp "$DIR/server.pem" "$DIR/server.key" "$DIR/$1/"
-  nginx -p "$DIR/$1" -c "$DIR/nginx-$1.conf" & PIDS+=($!)
+  nginx -g 'daemon off;' -p "$DIR/$1" -c "$DIR/nginx-$1.conf" & PIDS+=($!)
 done
 cat > "$DIR/gw.yaml" <<YAML
 server: { host: 127.0.0.1, port: $GW, node_id: slow-bench }
