@@ -217,16 +217,17 @@ struct MockHandler: Sendable {
         }
     }
 
-    /// Writes `prefix`, then `x`s without a newline, 16 KiB a write, until the client goes away. Each write waits
-    /// for the connection to take it (back-pressure), so nothing piles up in the mock.
     /// The most bytes an `endless-line` answer sends.
     static let endlessLimit = 256 << 20
 
+    /// Writes `prefix`, then `x`s without a newline, 16 KiB a write, until the client goes away (or
+    /// ``endlessLimit`` bytes are out). Each write waits for the connection to take it (back-pressure), so
+    /// nothing piles up in the mock.
     static func endless(prefix: String, to writer: inout any ResponseBodyWriter) async throws {
         try await writer.write(ByteBuffer(string: prefix))
         let block = ByteBuffer(repeating: UInt8(ascii: "x"), count: 16 << 10)
-        // Bounded, so that a writer whose client went away unseen (the server does not read while it
-        // answers) cannot spin forever: 256 MiB is far beyond any limit a client should accept.
+        // Bounded, so that an answer whose client went away unseen cannot run forever: 256 MiB is far beyond
+        // any limit a client should accept.
         var sent = 0
         while sent < Self.endlessLimit {
             try Task.checkCancellation()

@@ -305,26 +305,28 @@ struct RedisScripts: Sendable {
               seen[prefix] = true
               for _, s in ipairs(suffixes) do touched[#touched + 1] = prefix .. s end
             end
-            -- the idempotency bit of each settlement: bitmap key and offset (a non-numeric id uses the log)
+            -- the idempotency bit of each settlement: bitmap key and offset (checked before any write)
             local bitKey, bitOffset = {}, {}
             for i = 0, n - 1 do
               local b = 3 + i * W
               local num = tonumber(ARGV[b])
-              if num ~= nil and num >= 0 and num == math.floor(num) then
-                bitKey[i] = settled .. ':' .. string.format('%d', math.floor(num / 1048576))
-                bitOffset[i] = num % 1048576
-                if not seen[bitKey[i]] then seen[bitKey[i]] = true; touched[#touched + 1] = bitKey[i] end
+              if num == nil or num < 0 or num ~= math.floor(num) then
+                return redis.error_reply('settle: reservation id is not a seq number: ' .. ARGV[b])
               end
+              bitKey[i] = settled .. ':' .. string.format('%d', math.floor(num / 1048576))
+              bitOffset[i] = num % 1048576
+              if not seen[bitKey[i]] then seen[bitKey[i]] = true; touched[#touched + 1] = bitKey[i] end
               mayWrite(P .. 'provider:' .. ARGV[b + 1] .. ':', {'inflight', 'tpm:amounts', 'tpd:amounts', 'usage', 'failures', 'cooldown'})
               if ARGV[b + 2] ~= '' then mayWrite(P .. 'key:' .. ARGV[b + 2] .. ':', {'tpm:amounts', 'usage'}) end
               if ARGV[b + 16] ~= '' then mayWrite(P .. 'model:' .. ARGV[b + 16] .. ':', {'usage'}) end
             end
             touch(touched)
+            -- the id log of earlier versions (`settled`, a sorted set) is no longer written: it drains within
+            -- 15 minutes of an upgrade and then disappears
             redis.call('ZREMRANGEBYSCORE', settled, '-inf', now - 900000)
             local renewed = {}
-            local function firstSettlement(i, id)
+            local function firstSettlement(i)
               local bk = bitKey[i]
-              if bk == nil then return redis.call('ZADD', settled, 'NX', now, id) == 1 end
               if redis.call('SETBIT', bk, bitOffset[i], 1) == 1 then return false end
               if not renewed[bk] then renewed[bk] = true; redis.call('PEXPIRE', bk, 900000) end
               return true
@@ -355,7 +357,7 @@ struct RedisScripts: Sendable {
             for i = 0, n - 1 do
               local b = 3 + i * W
               local id = ARGV[b]
-              if not firstSettlement(i, id) then
+              if not firstSettlement(i) then
                 out[#out + 1] = 0
               else
                 out[#out + 1] = 1

@@ -36,6 +36,34 @@ struct RouterTests {
         return nil
     }
 
+    // MARK: What an attempt costs
+
+    /// ARCHITECTURE §3 step 6: an attempt that failed with an error status or a connection that never carried
+    /// it refunds its tokens at once; one that failed after it was sent keeps the estimate; every attempt
+    /// sent counts in the request window.
+    @Test func failedAttemptsRefundTheirTokensUnlessTheProviderMayHaveProcessedThem() async throws {
+        let limits = ProviderLimits(rpm: 100, tpm: 10_000)
+        let f = try Fixture(
+            providers: [Self.p("e503", limits, failureThreshold: 10), Self.p("refused", limits, failureThreshold: 10),
+                Self.p("slow", limits, failureThreshold: 10), Self.p("ok", limits)],
+            group: ModelGroup(name: "g", primary: [Self.w("e503", 1000), Self.w("refused", 100), Self.w("slow", 10)], fallback: [Self.w("ok")]))
+        let t = ScriptedTransport([
+            "e503": { _ in .success(.status(503)) },
+            "refused": { _ in .failure(UpstreamError(.connectionRefused)) },
+            "slow": { _ in .failure(UpstreamError(.timeout)) },
+        ])
+        let r = try await f.route(t)
+        #expect(Self.servedBy(r) == "ok")
+        #expect(Set(t.callLog.prefix(3)) == ["e503", "refused", "slow"])
+        for name in ["e503", "refused"] {
+            let s = try await f.stats(name)
+            #expect(s.window.tpm == 0 && s.window.rpm == 1, "\(name): refunded, but counted as sent: \(s.window)")
+        }
+        let slow = try await f.stats("slow")
+        #expect(slow.window.tpm == 20 && slow.window.rpm == 1, "a call timeout keeps the estimate (prompt 10 + max 10): \(slow.window)")
+        #expect(try await f.stats("ok").window.tpm == 15)
+    }
+
     // MARK: Weights and tiers
 
     @Test func trafficFollowsWeightsWhileAllHaveCapacity() async throws {

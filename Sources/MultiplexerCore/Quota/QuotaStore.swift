@@ -200,11 +200,11 @@ public enum SettlementResult: Sendable, Hashable {
     /// 429/529: cool the provider down for `cooldown` (extend-only).
     case rateLimited(cooldown: Duration)
     /// Failed before the provider could have processed anything — an error status (5xx), a connection
-    /// that never carried the request (refused, DNS, TLS, connect timeout), no first event within the
-    /// first-token timeout: one more consecutive failure, and the whole token reservation is refunded.
+    /// that never carried the request (refused, DNS, TLS, connect timeout): one more consecutive failure,
+    /// and the whole token reservation is refunded.
     case failure
-    /// Failed after the provider may have processed the request — a body that broke or timed out after
-    /// bytes arrived, a 2xx whose body is not an answer, a stream cut mid-way: one more consecutive failure,
+    /// Failed after the provider may have processed the request — a timeout or reset after it was sent, a
+    /// 2xx whose body is not an answer, a stream cut mid-way: one more consecutive failure,
     /// and the estimate stays charged (never under-count what the provider may have counted).
     case broken
     /// 401/403: cool the provider down for `cooldown`.

@@ -28,13 +28,15 @@ public struct UpstreamError: Error, Sendable, Hashable, CustomStringConvertible 
         /// Anything else.
         case other
 
-        /// Whether the provider cannot have processed the request: the connection never carried it
-        /// (connect timeout, refused, DNS, TLS), or a stream produced no event within its first-token
-        /// timeout. Such a failed attempt keeps no tokens (ARCHITECTURE §3 step 6).
+        /// Whether the provider cannot have processed the request: the connection never carried it (connect
+        /// timeout, refused, DNS, TLS). Such a failed attempt keeps no tokens (ARCHITECTURE §3 step 6). Every
+        /// other failure came after the request was sent — a first-token timeout after the provider's
+        /// headers, a call timeout while it may be generating — and keeps the estimate.
         public var isBeforeProcessing: Bool {
             switch self {
-            case .connectTimeout, .connectionRefused, .dnsFailure, .tlsFailure, .firstTokenTimeout: true
-            case .timeout, .streamIdleTimeout, .connectionReset, .invalidResponse, .eventTooLarge, .cancelled, .other: false
+            case .connectTimeout, .connectionRefused, .dnsFailure, .tlsFailure: true
+            case .timeout, .firstTokenTimeout, .streamIdleTimeout, .connectionReset, .invalidResponse, .eventTooLarge, .cancelled, .other:
+                false
             }
         }
     }

@@ -1,6 +1,6 @@
 import HTTPTypes
-import Logging
 import Hummingbird
+import Logging
 import MultiplexerCore
 import MultiplexerUpstream
 import NIOCore
@@ -206,9 +206,9 @@ struct RelayTask: @unchecked Sendable {
 /// The one owner of a stream's reservation, from the moment its response exists to its settlement.
 ///
 /// - ``settle(_:)`` settles exactly once, whichever path ends the stream first.
-/// - ``watch(renewEvery:lease:writeTimeout:task:)`` renews the in-flight lease while the stream is open
-///   (not when the client reads) and cancels the relay when a write has made no progress for the write
-///   timeout.
+/// - ``watch(renewEvery:lease:writeTimeout:task:events:shutdownDeadline:)`` renews the in-flight lease
+///   while the stream is open (not when the client reads), cancels the relay when a write has made no
+///   progress for the write timeout, and ends the upstream transfer at the node's shutdown deadline.
 /// - If the response is dropped before its body ever ran (the client reset its connection before the
 ///   head could be written), `deinit` settles it as abandoned, counts it and logs the request (status 499).
 ///   A stream whose body ran and still reaches `deinit` unsettled is a bug: it is logged at error.
@@ -254,9 +254,10 @@ final class StreamOwner: Sendable {
         if let buffer { try await writer.write(buffer) } else { try await writer.finish(nil) }
     }
 
-    private func now() -> Int64 {
-        let d = self.origin.duration(to: .now)
-        return d.components.seconds * 1_000_000_000 + d.components.attoseconds / 1_000_000_000
+    private func now() -> Int64 { Self.nanoseconds(self.origin.duration(to: .now)) }
+
+    private static func nanoseconds(_ d: Duration) -> Int64 {
+        d.components.seconds * 1_000_000_000 + d.components.attoseconds / 1_000_000_000
     }
 
     /// Runs beside the relay until cancelled: renews the lease every `renewEvery`, cancels `task` when a
@@ -268,7 +269,7 @@ final class StreamOwner: Sendable {
     ) async {
         let tick = min(Duration.seconds(1), writeTimeout / 4)
         var lastRenewal = ContinuousClock.now
-        let limit = writeTimeout.components.seconds * 1_000_000_000 + writeTimeout.components.attoseconds / 1_000_000_000
+        let limit = Self.nanoseconds(writeTimeout)
         while !Task.isCancelled {
             do { try await Task.sleep(for: tick) } catch { return }
             if lastRenewal.duration(to: .now) >= renewEvery {
