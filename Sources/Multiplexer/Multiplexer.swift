@@ -189,6 +189,8 @@ public final class Multiplexer: Sendable {
     private let runCalled = Atomic<Bool>(false)
     private let jobs: AsyncStream<Job>
     let jobSink: AsyncStream<Job>.Continuation
+    /// Renews the leases of handed-out streams while ``run()`` runs.
+    let leaseKeeper = LeaseKeeper()
 
     /// Creates a multiplexer with no models. It sends nothing until ``run()`` runs.
     ///
@@ -254,6 +256,7 @@ public final class Multiplexer: Sendable {
             }
             await withTaskGroup(of: Void.self) { inner in
                 inner.addTask { await self.client.run() }
+                inner.addTask { await self.leaseKeeper.run() }
                 if let redis = self.redis {
                     inner.addTask { await redis.run() }
                 }

@@ -9,13 +9,25 @@ import Synchronization
 ///   auto-pipelining ``RedisClient``.
 /// - Key layout: `docs/redis-keys.md`. Time is Redis's clock.
 ///
+/// ## Admission ids
+/// The node makes each admission's id (from a block of 2^20 it takes from Redis, see
+/// ``RedisScripts/idBlockBody``), so an admission whose reply is lost (a timeout, a connection error
+/// after sending: ``RedisError/isAmbiguous``) is known by its id: the node counts it as applied in its own
+/// view and, once Redis answers again, cancels it (``RedisScripts/cancelBody``: removed from every window
+/// and lease; an admission still on its way then applies nothing). A lost reply never double-spends.
+///
 /// ## Degraded mode
 /// When Redis cannot be reached (connection refused, command timeout, breaker open):
-/// - `onUnavailable: .local` — admissions fall back to an in-process ``QuotaState`` that enforces each
-///   limit divided by the number of live nodes last seen, so the fleet together stays within the limit.
-///   Usage counters of those requests (and settlements that could not be written) are buffered and
-///   added to Redis once it answers again, exactly once (settlements are idempotent per reservation id,
-///   counter batches per batch id).
+/// - `onUnavailable: .local` — admissions fall back to an in-process ``QuotaState`` holding only this node's
+///   degraded admissions, within its **share of what the fleet has left** (ARCHITECTURE §8): every admission
+///   reply tells the node the fleet's use of each window it checked; until a whole window has passed since
+///   then, the node admits at most `(limit − fleet use seen) / live nodes` in it, afterwards `limit / live
+///   nodes` per rolling window (`max_concurrent` likewise, over one lease length).
+/// - Coming back, before its next Redis admission, the node cancels its lost admissions, writes its degraded
+///   admissions into the windows with their times (and the leases of those still running), then their
+///   settlements and buffered counters — each exactly once (idempotent per id, counter batches per batch id).
+/// - Redis lost its data (`{ns}:epoch` changed or gone): the node also writes back its own admissions of the
+///   last minute and its leases still running.
 /// - `onUnavailable: .reject` — admissions throw ``RedisError`` (the gateway answers 503).
 ///
 /// ## Running
@@ -92,10 +104,72 @@ public final class RedisQuotaStore: QuotaStore {
         }
     }
 
+    /// The fleet's use of one provider's (or key's) windows, as the last admission reply that checked it said.
+    struct SeenUse {
+        var rpm = -1, rpd = -1, tpm = -1, tpd = -1, inFlight = -1
+        /// Local time (ms) of that reply.
+        var at: Int64
+    }
+
+    /// An admission made while Redis was unreachable, to be written into its windows on recovery.
+    struct DegradedAdmission {
+        var provider: String
+        var key: String?
+        var time: Int64
+        var tokens: Int
+        var windows: Int
+        var lease: Duration
+        /// Still running (its lease is written too).
+        var open = true
+        /// Part of a restore batch on its way to Redis: a settlement meanwhile waits in `afterRestore`.
+        var restoring = false
+    }
+
+    /// One of this node's Redis admissions of the last minute (written back if Redis loses its data).
+    struct RecentAdmission {
+        var id: String
+        var provider: String
+        var key: String?
+        var time: Int64
+        var tokens: Int
+        var windows: Int
+    }
+
+    /// An admission whose reply was lost: cancelled once Redis answers.
+    struct LostAdmission {
+        var id: String
+        var key: String?
+        var providers: [String]
+    }
+
     private struct Local {
+        /// Degraded admissions (and what they learned: cooldowns, failure streaks).
         var quota = QuotaState()
         var liveNodes = 1
         var degraded = false
+        /// `{ns}:epoch` as last seen; `nil` until the first contact.
+        var epoch: String?
+        /// Redis lost its data (or the epoch is unknown): write back `recent` before the next admission.
+        var epochStale = true
+        /// The current id block: next id and the end of the block.
+        var nextID: UInt64 = 0
+        var blockEnd: UInt64 = 0
+        var seen: [String: SeenUse] = [:]
+        var seenKeys: [String: SeenUse] = [:]
+        /// This node's Redis admissions of the last minute, oldest first from `recentHead`.
+        var recent: [RecentAdmission] = []
+        var recentHead = 0
+        /// This node's Redis reservations in flight: id → (provider, lease).
+        var open: [String: (provider: String, lease: Duration)] = [:]
+        /// Degraded admissions not yet written to Redis, by local id.
+        var degradedLog: [String: DegradedAdmission] = [:]
+        /// Degraded admissions written to Redis while still running: local id → Redis id.
+        var restoredIDs: [String: String] = [:]
+        /// Settlements of degraded admissions that arrived while their restore batch was on its way.
+        var afterRestore: [Settlement] = []
+        var lost: [LostAdmission] = []
+        /// A recovery (``replayBuffered()``) is running.
+        var recovering = false
         /// Settlements of Redis reservations not yet written.
         var settlements: [Settlement] = []
         /// Counter increments not yet written, by hash key suffix (`provider:x:usage`) and field.
@@ -106,6 +180,19 @@ public final class RedisQuotaStore: QuotaStore {
         /// ``run()`` is active: successful settlements are queued in `deferred`.
         var running = false
         var deferred: [Settlement] = []
+
+        /// Whether something must reach Redis before the node admits there again.
+        var needsRecovery: Bool { self.epochStale || !self.lost.isEmpty || !self.degradedLog.isEmpty }
+
+        mutating func pruneRecent(now: Int64) {
+            while self.recentHead < self.recent.count, self.recent[self.recentHead].time <= now - QuotaState.minute {
+                self.recentHead += 1
+            }
+            if self.recentHead > 256, self.recentHead * 2 > self.recent.count {
+                self.recent.removeFirst(self.recentHead)
+                self.recentHead = 0
+            }
+        }
     }
 
     public let configuration: Configuration
@@ -151,7 +238,10 @@ public final class RedisQuotaStore: QuotaStore {
 
     /// Whether buffered counters or settlements wait for Redis.
     public var hasPendingReplay: Bool {
-        self.local.withLock { !$0.settlements.isEmpty || !$0.counters.isEmpty || $0.inflightBatch != nil || !$0.deferred.isEmpty }
+        self.local.withLock {
+            !$0.settlements.isEmpty || !$0.counters.isEmpty || $0.inflightBatch != nil || !$0.deferred.isEmpty || !$0.lost.isEmpty
+                || !$0.degradedLog.isEmpty || !$0.afterRestore.isEmpty
+        }
     }
 
     private var localNow: Int64 {
@@ -164,9 +254,8 @@ public final class RedisQuotaStore: QuotaStore {
     /// Checks the connection and records the schema version. Throws if Redis is unreachable (callers
     /// may start anyway in degraded mode).
     public func connect() async throws {
-        let v = try await self.client.execute(["SET", self.schemaKey, String(RedisScripts.schemaVersion), "NX"])
-        if case .error(let m) = v { throw RedisError(.serverError, m) }
         try await self.heartbeat(nodeID: self.configuration.nodeID)
+        if self.local.withLock({ $0.epochStale }) { throw RedisError(.unavailable, "could not write this node's state to Redis") }
     }
 
     /// Heartbeats, tracks the live-node count and replays buffered counters, until cancelled.
@@ -217,8 +306,23 @@ public final class RedisQuotaStore: QuotaStore {
     // MARK: QuotaStore
 
     public func admit(_ request: AdmissionRequest) async throws -> AdmissionDecision {
-        var args: [String] = [self.prefix]
-        args.reserveCapacity(6 + request.candidates.count * 9)
+        // Whatever the node owes Redis (lost admissions, degraded admissions, a lost data set) is written
+        // before it admits there again; while another task writes it, this one stays on its local share.
+        if self.local.withLock({ $0.needsRecovery }) {
+            await self.replayBuffered()
+            if self.local.withLock({ $0.needsRecovery }) {
+                return try self.admitLocally(request, because: RedisError(.unavailable, "recovering"))
+            }
+        }
+        let id: UInt64
+        do {
+            id = try await self.takeID()
+        } catch let e {
+            return try self.admitLocally(request, because: e)
+        }
+        let ids = String(id)
+        var args: [String] = [self.prefix, ids, self.local.withLock { $0.epoch } ?? ""]
+        args.reserveCapacity(8 + request.candidates.count * 9)
         args.append(request.key?.name ?? "")
         args.append(Self.limit(request.key?.limits.rpm))
         args.append(Self.limit(request.key?.limits.tpm))
@@ -239,17 +343,98 @@ public final class RedisQuotaStore: QuotaStore {
         do {
             reply = try await self.client.evalsha(self.scripts.admit, keys: [self.schemaKey], args: args)
         } catch let e {
+            if e.isAmbiguous {
+                // It may have been applied: counted locally below, cancelled once Redis answers.
+                let lost = LostAdmission(id: ids, key: request.key?.name, providers: request.candidates.map(\.provider))
+                self.local.withLock { $0.lost.append(lost) }
+            }
             return try self.admitLocally(request, because: e)
         }
         self.markConnected()
-        let decision = try Self.decodeAdmission(reply, request: request)
-        if case .admitted(let r) = decision {
-            // Mirror the admission locally: degraded mode then counts this node's recent traffic.
-            let c = request.candidates[r.candidateIndex]
-            let now = self.localNow
-            self.local.withLock { $0.quota.mirror(provider: c.provider, limits: c.limits, tokens: c.tokens, key: request.key, now: now) }
+        if let tag = reply.array?.first?.int, tag == 6 {
+            // Redis lost its data (or this node never wrote its epoch): write back, then admit.
+            self.local.withLock { $0.epochStale = true }
+            await self.replayBuffered()
+            if self.local.withLock({ $0.needsRecovery }) {
+                return try self.admitLocally(request, because: RedisError(.unavailable, "recovering"))
+            }
+            return try await self.admit(request)
+        }
+        let decision = try Self.decodeAdmission(reply, id: ids, request: request)
+        let now = self.localNow
+        self.local.withLock { l in
+            self.learn(Self.use(of: reply), request: request, now: now, into: &l)
+            if case .admitted(let r) = decision {
+                let c = request.candidates[r.candidateIndex]
+                l.open[r.id] = (c.provider, c.lease)
+                l.pruneRecent(now: now)
+                l.recent.append(
+                    RecentAdmission(
+                        id: r.id, provider: c.provider, key: request.key?.name, time: now, tokens: max(0, c.tokens),
+                        windows: Self.windows(c.limits, key: request.key?.limits)))
+            }
         }
         return decision
+    }
+
+    /// The next admission id, taking a new block from Redis when this one is used up.
+    private func takeID() async throws -> UInt64 {
+        if let id = self.local.withLock({ l -> UInt64? in
+            guard l.nextID < l.blockEnd else { return nil }
+            defer { l.nextID += 1 }
+            return l.nextID
+        }) {
+            return id
+        }
+        let v = try Self.check(try await self.client.evalsha(self.scripts.idBlock, keys: [self.schemaKey], args: [self.prefix]))
+        guard let block = v.int, block > 0 else { throw RedisError(.protocolError, "unexpected id block reply") }
+        return self.local.withLock { l in
+            if l.nextID >= l.blockEnd {
+                l.nextID = UInt64(block) << 20
+                l.blockEnd = l.nextID + (1 << 20)
+            }
+            defer { l.nextID += 1 }
+            return l.nextID
+        }
+    }
+
+    /// The windows an admission counts in (``RedisScripts/restoreBody``'s bits).
+    private static func windows(_ p: ProviderLimits, key: KeyLimits?) -> Int {
+        var w = 0
+        if p.rpm != nil { w |= 1 }
+        if p.rpd != nil { w |= 2 }
+        if p.tpm != nil { w |= 4 }
+        if p.tpd != nil { w |= 8 }
+        if key?.rpm != nil { w |= 16 }
+        if key?.tpm != nil { w |= 32 }
+        return w
+    }
+
+    /// The `use` array of an admission reply (see ``RedisScripts/admitBody``).
+    private static func use(of reply: RedisValue) -> [Int] {
+        guard let a = reply.array, let tag = a.first?.int else { return [] }
+        let at: Int
+        switch tag {
+        case 1: at = 5
+        case 2, 3, 4: at = 2
+        default: return []
+        }
+        guard a.count > at, let u = a[at].array else { return [] }
+        return u.map { Int($0.int ?? -1) }
+    }
+
+    /// Records the fleet's use an admission reply reported.
+    private func learn(_ use: [Int], request: AdmissionRequest, now: Int64, into l: inout Local) {
+        guard use.count >= 2 else { return }
+        if let k = request.key {
+            l.seenKeys[k.name] = SeenUse(rpm: use[0], tpm: use[1], at: now)
+        }
+        var i = 2
+        for c in request.candidates {
+            guard i + 4 < use.count else { break }
+            l.seen[c.provider] = SeenUse(rpm: use[i], rpd: use[i + 1], tpm: use[i + 2], tpd: use[i + 3], inFlight: use[i + 4], at: now)
+            i += 5
+        }
     }
 
     /// Settles an attempt.
@@ -261,21 +446,23 @@ public final class RedisQuotaStore: QuotaStore {
     /// announced exhaustion (``MultiplexerCore/Settlement/exhaustedCooldown``). Without ``run()``
     /// everything is written before returning.
     public func settle(_ settlement: Settlement) async {
+        var settlement = settlement
         if settlement.reservation.id.hasPrefix("L") {
-            self.settleLocally(settlement)
-            return
+            guard let redisID = self.settleLocally(settlement) else { return }
+            settlement.reservation.id = redisID
         }
         // A success that announced exhaustion is written at once, like a 429: the next request must see it.
-        if case .success = settlement.result, settlement.exhaustedCooldown == nil {
-            let queued = self.local.withLock { l -> Bool in
-                guard l.running else { return false }
-                l.deferred.append(settlement)
-                return true
-            }
-            if queued {
-                self.drainSignal.continuation.yield()
-                return
-            }
+        let deferrable: Bool
+        if case .success = settlement.result, settlement.exhaustedCooldown == nil { deferrable = true } else { deferrable = false }
+        let queued = self.local.withLock { l -> Bool in
+            l.open.removeValue(forKey: settlement.reservation.id)
+            guard deferrable, l.running else { return false }
+            l.deferred.append(settlement)
+            return true
+        }
+        if queued {
+            self.drainSignal.continuation.yield()
+            return
         }
         await self.settleNow([settlement][...])
     }
@@ -306,15 +493,22 @@ public final class RedisQuotaStore: QuotaStore {
     }
 
     public func renewLease(_ reservation: Reservation, for duration: Duration) async throws {
-        if reservation.id.hasPrefix("L") {
+        var id = reservation.id
+        if id.hasPrefix("L") {
             let now = self.localNow
-            self.local.withLock { $0.quota.renewLease(Self.localReservation(reservation), for: duration, now: now) }
-            return
+            let restored = self.local.withLock { l -> String? in
+                if let r = l.restoredIDs[id] { return r }
+                l.quota.renewLease(Self.localReservation(reservation), for: duration, now: now)
+                return nil
+            }
+            guard let restored else { return }
+            id = restored
         }
+        // A lease that expired while Redis was away (or that Redis lost) is entered again, unless settled.
         try Self.check(
             try await self.client.evalsha(
                 self.scripts.renew, keys: [self.schemaKey],
-                args: [self.prefix, reservation.provider, reservation.id, String(max(1, duration.millisecondsRoundedUp))]))
+                args: [self.prefix, reservation.provider, id, String(max(1, duration.millisecondsRoundedUp))]))
     }
 
     @discardableResult
@@ -345,8 +539,12 @@ public final class RedisQuotaStore: QuotaStore {
             self.local.withLock { $0.degraded = true }
             throw error
         }
-        let live = max(1, Int(v.int ?? 1))
-        self.local.withLock { $0.liveNodes = live }
+        let live = max(1, Int(v.array?.first?.int ?? 1))
+        let epoch = v.array.flatMap { $0.count > 1 ? $0[1].text : nil } ?? ""
+        self.local.withLock { l in
+            l.liveNodes = live
+            if epoch.isEmpty || epoch != l.epoch { l.epochStale = true }
+        }
         self.markConnected()
         await self.replayBuffered()
         return live
@@ -488,7 +686,7 @@ public final class RedisQuotaStore: QuotaStore {
         return u
     }
 
-    private static func decodeAdmission(_ v: RedisValue, request: AdmissionRequest) throws -> AdmissionDecision {
+    private static func decodeAdmission(_ v: RedisValue, id: String, request: AdmissionRequest) throws -> AdmissionDecision {
         let v = try Self.check(v)
         guard let a = v.array, let tag = a.first?.int else { throw RedisError(.protocolError, "unexpected admission reply") }
         func ms(_ x: RedisValue) -> Duration? {
@@ -497,20 +695,20 @@ public final class RedisQuotaStore: QuotaStore {
         }
         switch tag {
         case 1:
-            guard a.count == 5, let id = a[1].int, let index = a[2].int, request.candidates.indices.contains(Int(index)) else {
+            guard a.count >= 5, let index = a[2].int, request.candidates.indices.contains(Int(index)) else {
                 throw RedisError(.protocolError, "unexpected admission reply")
             }
             let c = request.candidates[Int(index)]
             let remReq = a[3].int.flatMap { $0 >= 0 ? Int($0) : nil }, remTok = a[4].int.flatMap { $0 >= 0 ? Int($0) : nil }
             return .admitted(
                 Reservation(
-                    id: String(id), provider: c.provider, candidateIndex: Int(index), tier: c.tier, tokens: max(0, c.tokens), key: request.key?.name,
+                    id: id, provider: c.provider, candidateIndex: Int(index), tier: c.tier, tokens: max(0, c.tokens), key: request.key?.name,
                     keyRemainingRequests: remReq, keyRemainingTokens: remTok))
         case 2:
             return .wait(ms(a[1]) ?? .milliseconds(1))
         case 3:
             var blocked: [BlockedCandidate] = []
-            var i = 2
+            var i = 3
             while i + 2 < a.count {
                 blocked.append(BlockedCandidate(provider: a[i].text ?? "", reason: BlockReason(rawValue: a[i + 1].text ?? "") ?? .cooldown, retryAfter: ms(a[i + 2])))
                 i += 3
@@ -518,6 +716,8 @@ public final class RedisQuotaStore: QuotaStore {
             return .exhausted(retryAfter: ms(a[1]), blocked: blocked)
         case 4:
             return .keyLimited(retryAfter: ms(a[1]))
+        case 5:
+            throw RedisError(.protocolError, "admission id \(id) was already settled")
         default:
             throw RedisError(.protocolError, "unexpected admission tag \(tag)")
         }
@@ -540,20 +740,71 @@ public final class RedisQuotaStore: QuotaStore {
         return self.local.withLock { l in
             l.degraded = true
             var shared = request
-            let n = l.liveNodes
-            shared.key = request.key.map { KeyAdmission(name: $0.name, limits: $0.limits.share(amongNodes: n)) }
-            shared.candidates = request.candidates.map {
-                var c = $0
-                c.limits = c.limits.share(amongNodes: n)
+            let n = max(1, l.liveNodes)
+            if let key = request.key {
+                let seen = l.seenKeys[key.name]
+                let use = l.quota.use(key: key.name, after: seen?.at ?? now, now: now)
+                func share(_ limit: Int?, _ seenUse: Int?, _ rolling: Int, _ after: Int) -> Int? {
+                    Self.share(limit, window: QuotaState.minute, seen: seenUse, seenAt: seen?.at, nodes: n, rolling: rolling, after: after, now: now)
+                }
+                shared.key = KeyAdmission(
+                    name: key.name,
+                    limits: KeyLimits(
+                        rpm: share(key.limits.rpm, seen?.rpm, use.rolling.rpm, use.after.rpm),
+                        tpm: share(key.limits.tpm, seen?.tpm, use.rolling.tpm, use.after.tpm)))
+            }
+            shared.candidates = request.candidates.map { c in
+                var c = c
+                let seen = l.seen[c.provider]
+                let use = l.quota.use(provider: c.provider, after: seen?.at ?? now, now: now)
+                func share(_ limit: Int?, _ window: Int64, _ seenUse: Int?, _ rolling: Int, _ after: Int) -> Int? {
+                    Self.share(limit, window: window, seen: seenUse, seenAt: seen?.at, nodes: n, rolling: rolling, after: after, now: now)
+                }
+                let p = c.limits
+                var limits = p
+                limits.rpm = share(p.rpm, QuotaState.minute, seen?.rpm, use.rolling.rpm, use.after.rpm)
+                limits.rpd = share(p.rpd, QuotaState.day, seen?.rpd, use.rolling.rpd, use.after.rpd)
+                limits.tpm = share(p.tpm, QuotaState.minute, seen?.tpm, use.rolling.tpm, use.after.tpm)
+                limits.tpd = share(p.tpd, QuotaState.day, seen?.tpd, use.rolling.tpd, use.after.tpd)
+                if let mc = p.maxConcurrent {
+                    // Degraded slots: until one lease has passed since the fleet's in-flight count was seen,
+                    // what it left shared out; then the node's share, less its Redis reservations still running.
+                    if let seen, seen.inFlight >= 0, now - seen.at < c.lease.millisecondsRoundedUp {
+                        limits.maxConcurrent = max(0, mc - seen.inFlight) / n
+                    } else {
+                        let own = l.open.values.reduce(0) { $0 + ($1.provider == c.provider ? 1 : 0) }
+                        limits.maxConcurrent = max(0, mc / n - own)
+                    }
+                }
+                c.limits = limits
                 return c
             }
             let d = l.quota.admit(shared, now: now)
             if case .admitted(var r) = d {
+                let c = request.candidates[r.candidateIndex]
+                l.degradedLog[r.id] = DegradedAdmission(
+                    provider: c.provider, key: request.key?.name, time: now, tokens: max(0, c.tokens),
+                    windows: Self.windows(c.limits, key: request.key?.limits), lease: c.lease)
                 r.id = "L" + r.id
                 return .admitted(r)
             }
             return d
         }
+    }
+
+    /// A node's degraded share of one windowed limit (ARCHITECTURE §8), as a limit on its degraded
+    /// admissions in the window: until a whole `window` has passed since the fleet's use was `seen`, at most
+    /// `(limit − seen) / nodes` admitted after that, and always at most `limit / nodes` in the rolling window.
+    /// `rolling` and `after` are the node's degraded admissions in the window and after the sighting.
+    static func share(
+        _ limit: Int?, window: Int64, seen: Int?, seenAt: Int64?, nodes: Int, rolling: Int, after: Int, now: Int64
+    ) -> Int? {
+        guard let limit else { return nil }
+        let whole = max(0, limit) / nodes
+        guard let seen, seen >= 0, let seenAt, now - seenAt < window else { return whole }
+        let left = max(0, limit - seen) / nodes
+        // `rolling − after`: degraded admissions from before the sighting, still in the window.
+        return min(whole, left + (rolling - after))
     }
 
     private static func localReservation(_ r: Reservation) -> Reservation {
@@ -562,20 +813,44 @@ public final class RedisQuotaStore: QuotaStore {
         return x
     }
 
-    private func settleLocally(_ s: Settlement) {
+    /// Settles a degraded admission. Returns the Redis id to settle instead when it was written to Redis
+    /// while running.
+    private func settleLocally(_ s: Settlement) -> String? {
         let now = self.localNow
-        self.local.withLock { l in
-            var local = s
-            local.reservation = Self.localReservation(s.reservation)
-            l.quota.settle(local, now: now)
-            // The counters of a locally admitted request still belong in Redis.
-            let d = UsageCounters.delta(for: s)
-            for f in UsageCounters.fieldNames where d[f] != 0 {
-                l.counters["provider:\(s.reservation.provider):usage", default: [:]][f, default: 0] += d[f]
-                if let k = s.reservation.key { l.counters["key:\(k):usage", default: [:]][f, default: 0] += d[f] }
+        let localID = String(s.reservation.id.dropFirst())
+        return self.local.withLock { l -> String? in
+            if let r = l.restoredIDs.removeValue(forKey: s.reservation.id) {
+                var local = s
+                local.reservation.id = localID
+                l.quota.settle(local, now: now)
+                return r
             }
-            if let e = s.modelEvent { Self.buffer(e, into: &l) }
+            if l.degradedLog[localID]?.restoring == true {
+                l.afterRestore.append(s)
+                return nil
+            }
+            self.applyLocally(s, localID: localID, now: now, into: &l)
+            return nil
         }
+    }
+
+    /// The local part of a degraded admission's settlement: its local windows, its entry for the restore
+    /// (charged tokens, no longer running) and its counters (buffered for Redis).
+    private func applyLocally(_ s: Settlement, localID: String, now: Int64, into l: inout Local) {
+        var local = s
+        local.reservation.id = localID
+        l.quota.settle(local, now: now)
+        if l.degradedLog[localID] != nil {
+            l.degradedLog[localID]!.open = false
+            l.degradedLog[localID]!.tokens = s.result.chargedTokens(reserved: s.reservation.tokens)
+        }
+        // The counters of a locally admitted request still belong in Redis.
+        let d = UsageCounters.delta(for: s)
+        for f in UsageCounters.fieldNames where d[f] != 0 {
+            l.counters["provider:\(s.reservation.provider):usage", default: [:]][f, default: 0] += d[f]
+            if let k = s.reservation.key { l.counters["key:\(k):usage", default: [:]][f, default: 0] += d[f] }
+        }
+        if let e = s.modelEvent { Self.buffer(e, into: &l) }
     }
 
     private static func buffer(_ e: ModelEvent, into l: inout Local) {
@@ -585,34 +860,166 @@ public final class RedisQuotaStore: QuotaStore {
         if e.exhausted { l.counters[k, default: [:]]["exhausted", default: 0] += 1 }
     }
 
-    /// Writes buffered settlements and counters to Redis; what fails stays buffered.
+    /// Writes what the node owes Redis, in order, and stops at the first step that fails (retried at the
+    /// next heartbeat or admission): lost admissions are cancelled; after a data loss the node's own
+    /// admissions of the last minute and its running leases are written back; degraded admissions are
+    /// written into their windows (running ones with a lease), then the settlements and counters buffered
+    /// meanwhile. One recovery runs at a time.
     private func replayBuffered() async {
+        guard self.local.withLock({ l -> Bool in
+            if l.recovering { return false }
+            l.recovering = true
+            return true
+        }) else { return }
+        defer { self.local.withLock { $0.recovering = false } }
+        guard await self.cancelLost(), await self.restoreEpoch(), await self.restoreDegraded() else { return }
+        await self.writeBufferedSettlements()
+        await self.writeBufferedCounters()
+    }
+
+    private func cancelLost() async -> Bool {
+        let lost = self.local.withLock { $0.lost }
+        guard !lost.isEmpty else { return true }
+        var done = 0
+        for a in lost {
+            do {
+                try Self.check(
+                    try await self.client.evalsha(self.scripts.cancel, keys: [self.schemaKey], args: [self.prefix, a.id, a.key ?? ""] + a.providers))
+                done += 1
+            } catch {
+                break
+            }
+        }
+        self.local.withLock { $0.lost.removeFirst(done) }
+        return done == lost.count
+    }
+
+    /// Sends restore batches of at most 500 admissions; returns the epoch Redis holds.
+    private func restore(_ entries: [[String]]) async throws -> String {
+        let fresh = String(UInt64.random(in: 1...UInt64.max), radix: 36)
+        var epoch = ""
+        var start = 0
+        repeat {
+            let batch = entries[start..<min(entries.count, start + 500)]
+            var args = [self.prefix, String(RedisScripts.schemaVersion), fresh]
+            args.reserveCapacity(3 + batch.count * RedisScripts.restoreFields)
+            for e in batch { args += e }
+            let v = try Self.check(try await self.client.evalsha(self.scripts.restore, keys: [self.schemaKey], args: args))
+            epoch = v.text ?? ""
+            start += 500
+        } while start < entries.count
+        return epoch
+    }
+
+    /// After Redis lost its data (or at the first contact): writes back the node's own Redis admissions of
+    /// the last minute and the leases of its reservations still running, and learns the epoch.
+    private func restoreEpoch() async -> Bool {
+        let now = self.localNow
+        guard let entries = self.local.withLock({ l -> [[String]]? in
+            guard l.epochStale else { return nil }
+            l.pruneRecent(now: now)
+            var out: [[String]] = []
+            var written = Set<String>()
+            for r in l.recent[l.recentHead...] {
+                let lease = l.open[r.id].map { String(max(1, $0.lease.millisecondsRoundedUp)) } ?? "0"
+                out.append([r.id, r.provider, r.key ?? "", String(now - r.time), String(r.tokens), String(r.windows), lease])
+                written.insert(r.id)
+            }
+            for (id, o) in l.open where !written.contains(id) {
+                out.append([id, o.provider, "", "0", "0", "0", String(max(1, o.lease.millisecondsRoundedUp))])
+            }
+            return out
+        }) else { return true }
+        do {
+            let epoch = try await self.restore(entries)
+            self.local.withLock { l in
+                l.epoch = epoch
+                l.epochStale = false
+            }
+            return true
+        } catch {
+            return false
+        }
+    }
+
+    /// Writes the degraded admissions into their windows, with their times; those still running get a
+    /// lease and a Redis id their settlement and renewals then use.
+    private func restoreDegraded() async -> Bool {
+        let now = self.localNow
+        let pending = self.local.withLock { l -> [(String, DegradedAdmission)] in
+            for k in l.degradedLog.keys { l.degradedLog[k]!.restoring = true }
+            return l.degradedLog.sorted { $0.value.time < $1.value.time }.map { ($0.key, $0.value) }
+        }
+        guard !pending.isEmpty else { return true }
+        var ids: [String] = []
+        do {
+            for _ in pending { ids.append(String(try await self.takeID())) }
+            var entries: [[String]] = []
+            for ((_, a), id) in zip(pending, ids) {
+                let lease = a.open ? String(max(1, a.lease.millisecondsRoundedUp)) : "0"
+                entries.append([id, a.provider, a.key ?? "", String(max(0, now - a.time)), String(a.tokens), String(a.windows), lease])
+            }
+            _ = try await self.restore(entries)
+        } catch {
+            // Not written: settlements that came meanwhile apply locally, the log stays for the next try.
+            self.local.withLock { l in
+                for (k, _) in pending { l.degradedLog[k]?.restoring = false }
+                let waiting = l.afterRestore
+                l.afterRestore.removeAll()
+                for s in waiting { self.applyLocally(s, localID: String(s.reservation.id.dropFirst()), now: now, into: &l) }
+            }
+            return false
+        }
+        let waiting = self.local.withLock { l -> [Settlement] in
+            for ((k, a), id) in zip(pending, ids) {
+                l.degradedLog[k] = nil
+                if a.open { l.restoredIDs["L" + k] = id }
+            }
+            var out: [Settlement] = []
+            for s in l.afterRestore {
+                // Settled while its restore was on its way: it ran, so it is settled in Redis like any other.
+                if let id = l.restoredIDs.removeValue(forKey: s.reservation.id) {
+                    var local = s
+                    local.reservation.id = String(s.reservation.id.dropFirst())
+                    l.quota.settle(local, now: now)
+                    var r = s
+                    r.reservation.id = id
+                    out.append(r)
+                }
+            }
+            l.afterRestore.removeAll()
+            return out
+        }
+        if !waiting.isEmpty { self.local.withLock { $0.settlements.append(contentsOf: waiting) } }
+        return true
+    }
+
+    private func writeBufferedSettlements() async {
         let settlements = self.local.withLock { l -> [Settlement] in
             defer { l.settlements.removeAll() }
             return l.settlements
         }
-        if !settlements.isEmpty {
-            let failed = await withTaskGroup(of: ArraySlice<Settlement>.self) { group in
-                for start in stride(from: 0, to: settlements.count, by: Self.settlementBatchSize) {
-                    let batch = settlements[start..<min(settlements.count, start + Self.settlementBatchSize)]
-                    group.addTask {
-                        do {
-                            try await self.writeSettlements(batch)
-                            return []
-                        } catch {
-                            return batch
-                        }
+        guard !settlements.isEmpty else { return }
+        let failed = await withTaskGroup(of: ArraySlice<Settlement>.self) { group in
+            for start in stride(from: 0, to: settlements.count, by: Self.settlementBatchSize) {
+                let batch = settlements[start..<min(settlements.count, start + Self.settlementBatchSize)]
+                group.addTask {
+                    do {
+                        try await self.writeSettlements(batch)
+                        return []
+                    } catch {
+                        return batch
                     }
                 }
-                var failed: [Settlement] = []
-                for await f in group { failed += f }
-                return failed
             }
-            if !failed.isEmpty {
-                self.local.withLock { $0.settlements.insert(contentsOf: failed, at: 0) }
-                return
-            }
+            var failed: [Settlement] = []
+            for await f in group { failed += f }
+            return failed
         }
+        if !failed.isEmpty { self.local.withLock { $0.settlements.insert(contentsOf: failed, at: 0) } }
+    }
+
+    private func writeBufferedCounters() async {
         let batch = self.local.withLock { l -> (id: String, entries: [String])? in
             if let b = l.inflightBatch { return b }
             guard !l.counters.isEmpty else { return nil }

@@ -15,7 +15,7 @@
 /// write one key. A stopped script has then changed nothing (at most trimmed expired window entries),
 /// and ``RedisClient`` may run it again.
 struct RedisScripts: Sendable {
-    static let schemaVersion = 1
+    static let schemaVersion = 2
 
     /// The scripts for a topology: `touch` costs one `EXISTS` per key and is needed only where a slot
     /// can migrate (Redis Cluster); elsewhere it is a no-op.
@@ -37,7 +37,7 @@ struct RedisScripts: Sendable {
     private static let standaloneVirtualClock = RedisScripts(virtualClock: true, migrationSafe: false)
     private static let clusterVirtualClock = RedisScripts(virtualClock: true, migrationSafe: true)
 
-    let admit, settle, replay, cooldown, renew, heartbeat, record, stats: RedisScript
+    let admit, settle, replay, cooldown, renew, heartbeat, record, stats, idBlock, cancel, restore: RedisScript
 
     init(virtualClock: Bool, migrationSafe: Bool) {
         let clock = virtualClock ? Self.virtualClockFunction : Self.clockFunction
@@ -51,6 +51,9 @@ struct RedisScripts: Sendable {
         self.heartbeat = script(Self.heartbeatBody)
         self.record = script(Self.recordBody)
         self.stats = script(Self.statsBody)
+        self.idBlock = script(Self.idBlockBody)
+        self.cancel = script(Self.cancelBody)
+        self.restore = script(Self.restoreBody)
     }
 
     static let header = """
@@ -108,12 +111,13 @@ struct RedisScripts: Sendable {
           redis.call('ZREMRANGEBYSCORE', k, '-inf', now - w)
           return redis.call('ZCARD', k)
         end
+        -- returns the time the next request fits (nil: never) and the window's current count
         local function req_fits_at(k, w, limit, now)
-          if limit < 1 then return nil end
           local n = req_count(k, w, now)
-          if n + 1 <= limit then return now end
+          if limit < 1 then return nil, n end
+          if n + 1 <= limit then return now, n end
           local e = redis.call('ZRANGE', k, n - limit, n - limit, 'WITHSCORES')
-          return tonumber(e[2]) + w
+          return tonumber(e[2]) + w, n
         end
         local function req_add(k, w, id, now)
           redis.call('ZADD', k, now, id)
@@ -133,20 +137,38 @@ struct RedisScripts: Sendable {
           end
           return tonumber(redis.call('HGET', ak, '_sum') or '0')
         end
+        -- returns the time `amount` more fits (nil: never) and the window's current sum
         local function tok_fits_at(k, w, amount, limit, now)
-          if amount > limit then return nil end
-          local excess = tok_sum(k, w, now) + amount - limit
-          if excess <= 0 then return now end
+          local sum = tok_sum(k, w, now)
+          if amount > limit then return nil, sum end
+          local excess = sum + amount - limit
+          if excess <= 0 then return now, sum end
           local e = redis.call('ZRANGE', k, 0, 255, 'WITHSCORES')
-          if #e == 0 then return nil end
+          if #e == 0 then return nil, sum end
           local ids = {}
           for i = 1, #e, 2 do ids[#ids + 1] = e[i] end
           local amounts = redis.call('HMGET', k .. ':amounts', unpack(ids))
           for i = 1, #ids do
             excess = excess - tonumber(amounts[i] or '0')
-            if excess <= 0 then return tonumber(e[2 * i]) + w end
+            if excess <= 0 then return tonumber(e[2 * i]) + w, sum end
           end
-          return tonumber(e[#e]) + w
+          return tonumber(e[#e]) + w, sum
+        end
+        -- removes one id from a token window (its amount leaves the sum)
+        local function tok_remove(k, id)
+          local ak = k .. ':amounts'
+          local old = redis.call('HGET', ak, id)
+          if old then
+            redis.call('HDEL', ak, id)
+            redis.call('HINCRBY', ak, '_sum', -tonumber(old))
+          end
+          redis.call('ZREM', k, id)
+        end
+        -- the idempotency bit of a reservation id: bitmap key and offset (nil: not an id of ours)
+        local function settled_bit(id)
+          local num = tonumber(id)
+          if num == nil or num < 0 or num ~= math.floor(num) then return nil, nil end
+          return P .. 'settled:' .. string.format('%d', math.floor(num / 1048576)), num % 1048576
         end
         local function tok_add(k, w, id, amount, now)
           local ak = k .. ':amounts'
@@ -170,33 +192,52 @@ struct RedisScripts: Sendable {
 
         """
 
-    /// Admission. ARGV: prefix, key name ('' none), key rpm, key tpm, tier wait ms (-1 none), n, then n ×
+    /// Admission. ARGV: prefix, reservation id (made by the node, see ``idBlockBody``), the epoch the node
+    /// knows (`{ns}:epoch`), key name ('' none), key rpm, key tpm, tier wait ms (-1 none), n, then n ×
     /// (provider, tier 0|1, rpm, rpd, tpm, tpd, max concurrent, tokens, lease ms); -1 = no limit.
-    /// Returns {1, id, index} | {2, wait ms} | {3, retry ms | -1, (provider, reason, retry ms | -1)…} | {4, retry ms | -1}.
+    ///
+    /// Returns {1, id, index, key remaining requests, key remaining tokens, use} | {2, wait ms, use} |
+    /// {3, retry ms | -1, use, (provider, reason, retry ms | -1)…} | {4, retry ms | -1, use} |
+    /// {5} (the id was already settled as never used: nothing written) | {6, epoch | ''} (the node's epoch is
+    /// not Redis's: Redis lost its data, or the node never connected; nothing written).
+    /// `use` is the fleet's current use of every window checked: {key rpm count, key tpm sum, then per
+    /// candidate checked (in order): rpm count, rpd count, tpm sum, tpd sum, in flight} (-1: not checked);
+    /// an admitted candidate's use includes this admission.
     static let admitBody = """
+            local id = ARGV[2]
+            local epoch = redis.call('GET', P .. 'epoch')
+            if epoch == false or epoch ~= ARGV[3] then return {6, epoch or ''} end
+            local bk, bo = settled_bit(id)
+            if bk == nil then return redis.error_reply('admit: reservation id is not a number: ' .. id) end
+            if redis.call('GETBIT', bk, bo) == 1 then return {5} end
             local now = clock()
-            local keyName = ARGV[2]
-            local keyRpm, keyTpm = tonumber(ARGV[3]), tonumber(ARGV[4])
-            local tierWait = tonumber(ARGV[5])
-            local n = tonumber(ARGV[6])
+            local keyName = ARGV[4]
+            local keyRpm, keyTpm = tonumber(ARGV[5]), tonumber(ARGV[6])
+            local tierWait = tonumber(ARGV[7])
+            local n = tonumber(ARGV[8])
             local KP = P .. 'key:' .. keyName .. ':'
+            local use = {-1, -1}
             if keyName ~= '' and keyRpm >= 0 then
-              local at = req_fits_at(KP .. 'rpm', MIN, keyRpm, now)
-              if at == nil then return {4, -1} end
-              if at > now then return {4, at - now} end
+              local at, cnt = req_fits_at(KP .. 'rpm', MIN, keyRpm, now)
+              use[1] = cnt
+              if at == nil then return {4, -1, use} end
+              if at > now then return {4, at - now, use} end
             end
+            if keyName ~= '' and keyTpm >= 0 then use[2] = tok_sum(KP .. 'tpm', MIN, now) end
             local blocked = {}
             local earliest, earliestPrimary = nil, nil
             local onlyKey = true
             for i = 0, n - 1 do
-              local b = 7 + i * 9
+              local b = 9 + i * 9
               local name, tier = ARGV[b], tonumber(ARGV[b + 1])
               local rpm, rpd, tpm, tpd = tonumber(ARGV[b + 2]), tonumber(ARGV[b + 3]), tonumber(ARGV[b + 4]), tonumber(ARGV[b + 5])
               local conc, tokens, lease = tonumber(ARGV[b + 6]), tonumber(ARGV[b + 7]), tonumber(ARGV[b + 8])
               if tier == 1 and tierWait >= 0 and earliestPrimary ~= nil and earliestPrimary - now <= tierWait then
-                return {2, math.max(1, earliestPrimary - now)}
+                return {2, math.max(1, earliestPrimary - now), use}
               end
               local pp = P .. 'provider:' .. name .. ':'
+              local u = #use
+              use[u + 1], use[u + 2], use[u + 3], use[u + 4], use[u + 5] = -1, -1, -1, -1, -1
               local reason, freeAt = nil, now
               local function block(r, at)
                 if reason == nil then reason = r end
@@ -208,24 +249,30 @@ struct RedisScripts: Sendable {
               local cd = redis.call('PTTL', pp .. 'cooldown')
               if cd > 0 then block('cooldown', now + cd) elseif cd == -1 then block('cooldown', nil) end
               if rpm >= 0 then
-                local at = req_fits_at(pp .. 'rpm', MIN, rpm, now)
+                local at, cnt = req_fits_at(pp .. 'rpm', MIN, rpm, now)
+                use[u + 1] = cnt
                 if at == nil or at > now then block('rpm', at) end
               end
               if rpd >= 0 then
-                local at = req_fits_at(pp .. 'rpd', DAY, rpd, now)
+                local at, cnt = req_fits_at(pp .. 'rpd', DAY, rpd, now)
+                use[u + 2] = cnt
                 if at == nil or at > now then block('rpd', at) end
               end
               if tpm >= 0 then
-                local at = tok_fits_at(pp .. 'tpm', MIN, tokens, tpm, now)
+                local at, sum = tok_fits_at(pp .. 'tpm', MIN, tokens, tpm, now)
+                use[u + 3] = sum
                 if at == nil or at > now then block('tpm', at) end
               end
               if tpd >= 0 then
-                local at = tok_fits_at(pp .. 'tpd', DAY, tokens, tpd, now)
+                local at, sum = tok_fits_at(pp .. 'tpd', DAY, tokens, tpd, now)
+                use[u + 4] = sum
                 if at == nil or at > now then block('tpd', at) end
               end
               local ik = pp .. 'inflight'
               redis.call('ZREMRANGEBYSCORE', ik, '-inf', now)
-              if conc >= 0 and redis.call('ZCARD', ik) >= conc then
+              local inflight = redis.call('ZCARD', ik)
+              use[u + 5] = inflight
+              if conc >= 0 and inflight >= conc then
                 local soon = now + 1000
                 local s = redis.call('ZRANGE', ik, 0, 0, 'WITHSCORES')
                 if #s > 0 then soon = math.min(tonumber(s[2]), soon) end
@@ -238,24 +285,26 @@ struct RedisScripts: Sendable {
                 if at == nil or at > now then block('key_tpm', at) end
               end
               if reason == nil then
-                local id = redis.call('INCR', P .. 'seq')
-                if rpm >= 0 then req_add(pp .. 'rpm', MIN, id, now) end
-                if rpd >= 0 then req_add(pp .. 'rpd', DAY, id, now) end
-                if tpm >= 0 then tok_add(pp .. 'tpm', MIN, id, tokens, now) end
-                if tpd >= 0 then tok_add(pp .. 'tpd', DAY, id, tokens, now) end
+                if rpm >= 0 then req_add(pp .. 'rpm', MIN, id, now); use[u + 1] = use[u + 1] + 1 end
+                if rpd >= 0 then req_add(pp .. 'rpd', DAY, id, now); use[u + 2] = use[u + 2] + 1 end
+                if tpm >= 0 then tok_add(pp .. 'tpm', MIN, id, tokens, now); use[u + 3] = use[u + 3] + tokens end
+                if tpd >= 0 then tok_add(pp .. 'tpd', DAY, id, tokens, now); use[u + 4] = use[u + 4] + tokens end
                 redis.call('ZADD', ik, now + lease, id)
+                use[u + 5] = inflight + 1
                 local remReq, remTok = -1, -1
                 if keyName ~= '' then
                   if keyRpm >= 0 then
                     req_add(KP .. 'rpm', MIN, id, now)
-                    remReq = math.max(0, keyRpm - redis.call('ZCARD', KP .. 'rpm'))
+                    use[1] = use[1] + 1
+                    remReq = math.max(0, keyRpm - use[1])
                   end
                   if keyTpm >= 0 then
                     tok_add(KP .. 'tpm', MIN, id, tokens, now)
-                    remTok = math.max(0, keyTpm - tonumber(redis.call('HGET', KP .. 'tpm:amounts', '_sum') or '0'))
+                    use[2] = use[2] + tokens
+                    remTok = math.max(0, keyTpm - use[2])
                   end
                 end
-                return {1, id, i, remReq, remTok}
+                return {1, id, i, remReq, remTok, use}
               end
               if providerBlocked then onlyKey = false end
               local ra = -1
@@ -270,10 +319,128 @@ struct RedisScripts: Sendable {
             end
             local ra = -1
             if earliest ~= nil then ra = math.max(1, earliest - now) end
-            if onlyKey and #blocked > 0 then return {4, ra} end
-            local out = {3, ra}
+            if onlyKey and #blocked > 0 then return {4, ra, use} end
+            local out = {3, ra, use}
             for _, v in ipairs(blocked) do out[#out + 1] = v end
             return out
+            """
+
+    /// A block of 2^20 reservation ids for one node. ARGV: prefix. Returns the block number `b`; the node
+    /// hands out ids `b × 2^20 … b × 2^20 + 2^20 − 1` (each block is exactly one `settled` bitmap).
+    ///
+    /// Blocks come from `{ns}:seq` (which the admission of schema versions before ids were made by nodes
+    /// incremented), and never start below Redis's current unix second: after Redis lost its data, new
+    /// blocks still lie above every block handed out before (a fleet takes far fewer than one block per
+    /// second), so an id of a reservation from before the loss is never handed out again. `seq` is left at
+    /// the block's last id, so an older node's `INCR` lands above it. Ids stay below 2^53 (exact in Lua)
+    /// until the year 2242.
+    static let idBlockBody = """
+            local now = clock()
+            local s = redis.call('INCR', P .. 'seq')
+            local b = math.max(math.floor(s / 1048576) + 1, math.floor(now / 1000))
+            redis.call('SET', P .. 'seq', string.format('%d', b * 1048576 + 1048575))
+            return b
+            """
+
+    /// Undoes an admission whose reply was lost. ARGV: prefix, id, key ('' none), then the providers of the
+    /// request's candidates. Marks the id settled (so an admission still on its way applies nothing, and a
+    /// second cancel nothing) and removes it from every window and lease it may have entered. Returns 1, or 0
+    /// if the id had been settled already.
+    static let cancelBody = """
+            local id = ARGV[2]
+            local bk, bo = settled_bit(id)
+            if bk == nil then return redis.error_reply('cancel: reservation id is not a number: ' .. id) end
+            local keys = {bk}
+            if ARGV[3] ~= '' then
+              local kp = P .. 'key:' .. ARGV[3] .. ':'
+              keys[#keys + 1] = kp .. 'rpm'; keys[#keys + 1] = kp .. 'tpm'; keys[#keys + 1] = kp .. 'tpm:amounts'
+            end
+            for i = 4, #ARGV do
+              local pp = P .. 'provider:' .. ARGV[i] .. ':'
+              for _, w in ipairs({'rpm', 'rpd', 'tpm', 'tpd', 'tpm:amounts', 'tpd:amounts', 'inflight'}) do keys[#keys + 1] = pp .. w end
+            end
+            touch(keys)
+            if redis.call('SETBIT', bk, bo, 1) == 1 then return 0 end
+            redis.call('PEXPIRE', bk, 900000)
+            if ARGV[3] ~= '' then
+              local kp = P .. 'key:' .. ARGV[3] .. ':'
+              redis.call('ZREM', kp .. 'rpm', id)
+              tok_remove(kp .. 'tpm', id)
+            end
+            for i = 4, #ARGV do
+              local pp = P .. 'provider:' .. ARGV[i] .. ':'
+              redis.call('ZREM', pp .. 'rpm', id)
+              redis.call('ZREM', pp .. 'rpd', id)
+              tok_remove(pp .. 'tpm', id)
+              tok_remove(pp .. 'tpd', id)
+              redis.call('ZREM', pp .. 'inflight', id)
+            end
+            return 1
+            """
+
+    /// The fields of one admission in ``restoreBody``.
+    static let restoreFields = 7
+
+    /// Writes admissions Redis does not know: those a node made while Redis was unreachable, and, after
+    /// Redis lost its data, the node's own admissions of the last minute. ARGV: prefix, schema version, a
+    /// new epoch, then n × (id, provider, key ('' none), age ms (how long ago it was admitted), tokens
+    /// charged, windows (bits: 1 rpm, 2 rpd, 4 tpm, 8 tpd, 16 key rpm, 32 key tpm), lease ms (0: settled,
+    /// not in flight)). Each admission enters the windows it counts in, with its admission time, unless
+    /// that time has left the window; one still in flight also gets a lease, unless it has been settled.
+    /// Idempotent per id (a batch whose reply was lost is sent again). Sets `{ns}:schema` and
+    /// `{ns}:epoch` if they are missing (Redis lost its data, or this is the first node); returns the epoch.
+    static let restoreBody = """
+            local now = clock()
+            local F = \(Self.restoreFields)
+            local keys = {P .. 'schema', P .. 'epoch'}
+            for i = 4, #ARGV, F do
+              local pp = P .. 'provider:' .. ARGV[i + 1] .. ':'
+              for _, w in ipairs({'rpm', 'rpd', 'tpm', 'tpd', 'tpm:amounts', 'tpd:amounts', 'inflight'}) do keys[#keys + 1] = pp .. w end
+              if ARGV[i + 2] ~= '' then
+                local kp = P .. 'key:' .. ARGV[i + 2] .. ':'
+                keys[#keys + 1] = kp .. 'rpm'; keys[#keys + 1] = kp .. 'tpm'; keys[#keys + 1] = kp .. 'tpm:amounts'
+              end
+            end
+            touch(keys)
+            redis.call('SET', P .. 'schema', ARGV[2], 'NX')
+            redis.call('SET', P .. 'epoch', ARGV[3], 'NX')
+            local function req(k, w, id, t)
+              if t > now - w then
+                redis.call('ZADD', k, t, id)
+                redis.call('PEXPIRE', k, w + MIN)
+              end
+            end
+            local function tok(k, w, id, t, amount)
+              if t > now - w then
+                local ak = k .. ':amounts'
+                redis.call('ZADD', k, t, id)
+                if redis.call('HSETNX', ak, id, amount) == 1 then redis.call('HINCRBY', ak, '_sum', amount) end
+                redis.call('PEXPIRE', k, w + MIN)
+                redis.call('PEXPIRE', ak, w + MIN)
+              end
+            end
+            for i = 4, #ARGV, F do
+              local id = ARGV[i]
+              local pp = P .. 'provider:' .. ARGV[i + 1] .. ':'
+              local t = now - tonumber(ARGV[i + 3])
+              local amount = tonumber(ARGV[i + 4])
+              local w = tonumber(ARGV[i + 5])
+              local lease = tonumber(ARGV[i + 6])
+              if w % 2 >= 1 then req(pp .. 'rpm', MIN, id, t) end
+              if w % 4 >= 2 then req(pp .. 'rpd', DAY, id, t) end
+              if w % 8 >= 4 then tok(pp .. 'tpm', MIN, id, t, amount) end
+              if w % 16 >= 8 then tok(pp .. 'tpd', DAY, id, t, amount) end
+              if ARGV[i + 2] ~= '' then
+                local kp = P .. 'key:' .. ARGV[i + 2] .. ':'
+                if w % 32 >= 16 then req(kp .. 'rpm', MIN, id, t) end
+                if w % 64 >= 32 then tok(kp .. 'tpm', MIN, id, t, amount) end
+              end
+              if lease > 0 then
+                local bk, bo = settled_bit(id)
+                if bk ~= nil and redis.call('GETBIT', bk, bo) == 0 then redis.call('ZADD', pp .. 'inflight', now + lease, id) end
+              end
+            end
+            return redis.call('GET', P .. 'epoch')
             """
 
     /// The number of ARGV fields of one settlement in ``settleBody``.
@@ -429,21 +596,30 @@ struct RedisScripts: Sendable {
             return extend(P .. 'provider:' .. ARGV[2] .. ':', tonumber(ARGV[3]), ARGV[4])
             """
 
-    /// Lease renewal. ARGV: prefix, provider, id, lease ms. Returns 1 if the reservation was still live.
+    /// Lease renewal. ARGV: prefix, provider, id, lease ms. Returns 1 if the lease was live, 2 if it had gone
+    /// (it expired while Redis was unreachable, or Redis lost its data) and was entered again, 0 if the
+    /// reservation has been settled (nothing written).
     static let renewBody = """
             local now = clock()
             local ik = P .. 'provider:' .. ARGV[2] .. ':inflight'
             local lease = tonumber(ARGV[4])
-            return redis.call('ZADD', ik, 'XX', 'CH', now + lease, ARGV[3])
+            if redis.call('ZSCORE', ik, ARGV[3]) then
+              redis.call('ZADD', ik, now + lease, ARGV[3])
+              return 1
+            end
+            local bk, bo = settled_bit(ARGV[3])
+            if bk == nil or redis.call('GETBIT', bk, bo) == 1 then return 0 end
+            redis.call('ZADD', ik, now + lease, ARGV[3])
+            return 2
             """
 
-    /// Heartbeat. ARGV: prefix, node id. Returns the number of live nodes (seen within 10 s).
+    /// Heartbeat. ARGV: prefix, node id. Returns {live nodes (seen within 10 s), epoch | ''}.
     static let heartbeatBody = """
             local now = clock()
             local k = P .. 'nodes'
             redis.call('ZADD', k, now, ARGV[2])
             redis.call('ZREMRANGEBYSCORE', k, '-inf', now - 10000)
-            return redis.call('ZCARD', k)
+            return {redis.call('ZCARD', k), redis.call('GET', P .. 'epoch') or ''}
             """
 
     /// A model-group event with no settlement. ARGV: prefix, model, fallback 0|1, exhausted 0|1.

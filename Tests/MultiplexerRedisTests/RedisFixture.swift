@@ -1,3 +1,4 @@
+import Foundation
 import MultiplexerCore
 import MultiplexerRedis
 import MultiplexerTestSupport
@@ -7,8 +8,18 @@ struct RedisFixture {
     let server: RedisServer
     let namespace = "r\(UInt32.random(in: 0...UInt32.max))"
 
-    init() throws {
-        self.server = try RedisServer()
+    init(persistent: Bool = false) throws {
+        self.server = try RedisServer(persistent: persistent)
+    }
+
+    /// `ZCARD` of a key of the fixture's namespace (`provider:p:rpm` …).
+    func zcard(_ key: String) throws -> Int {
+        Int(try self.server.rawCLI(["ZCARD", "{\(self.namespace)}:\(key)"]).trimmingCharacters(in: .whitespacesAndNewlines)) ?? -1
+    }
+
+    /// The `_sum` of a token window (`provider:p:tpm` …).
+    func tokenSum(_ key: String) throws -> Int {
+        Int(try self.server.rawCLI(["HGET", "{\(self.namespace)}:\(key):amounts", "_sum"]).trimmingCharacters(in: .whitespacesAndNewlines)) ?? 0
     }
 
     func store(

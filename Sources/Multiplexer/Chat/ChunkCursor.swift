@@ -13,7 +13,6 @@ final class ChunkCursor: Sendable {
         var iterator: SSEEventStream.AsyncIterator?
         var usage: TokenUsage?
         var settled = false
-        var lastRenewal = ContinuousClock.now
     }
 
     private let state: Mutex<State>
@@ -21,19 +20,21 @@ final class ChunkCursor: Sendable {
     private let entry: Multiplexer.Entry
     private let includeUsage: Bool
     private let jobSink: AsyncStream<Multiplexer.Job>.Continuation
+    private let keeper: LeaseKeeper
+    private let keeperToken: UInt64
 
-    /// Leases of long streams are renewed this often.
-    static let leaseRenewal: Duration = .seconds(60)
-
+    /// The stream's lease is renewed by `keeper` from now until it settles, whatever the consumer reads.
     init(
         events: SSEEventStream, pending: PendingSettlement, entry: Multiplexer.Entry, includeUsage: Bool,
-        jobSink: AsyncStream<Multiplexer.Job>.Continuation
+        jobSink: AsyncStream<Multiplexer.Job>.Continuation, keeper: LeaseKeeper
     ) {
         self.state = Mutex(State(iterator: events.makeAsyncIterator()))
         self.pending = pending
         self.entry = entry
         self.includeUsage = includeUsage
         self.jobSink = jobSink
+        self.keeper = keeper
+        self.keeperToken = keeper.register(pending)
     }
 
     deinit {
@@ -41,6 +42,7 @@ final class ChunkCursor: Sendable {
             defer { s.settled = true }
             return !s.settled
         }
+        self.keeper.unregister(self.keeperToken)
         // Dropped before its end: the reservation is released by run()'s job loop (no await in deinit).
         if unsettled { self.jobSink.yield(.settle(self.pending, .abandoned)) }
     }
@@ -53,7 +55,9 @@ final class ChunkCursor: Sendable {
             }
             return !s.settled
         }
-        if first { await self.pending.settle(result) }
+        guard first else { return }
+        self.keeper.unregister(self.keeperToken)
+        await self.pending.settle(result)
     }
 
     private func broken(_ message: String, underlying: (any Error)? = nil) -> MultiplexerError {
@@ -83,13 +87,7 @@ final class ChunkCursor: Sendable {
                 await self.settle(.success(usage: usage))
                 return nil
             }
-            let renew = self.state.withLock { s -> Bool in
-                s.iterator = iterator
-                guard s.lastRenewal.duration(to: .now) > Self.leaseRenewal else { return false }
-                s.lastRenewal = .now
-                return true
-            }
-            if renew { try? await self.pending.renewLease(for: self.entry.provider.leaseDuration) }
+            self.state.withLock { $0.iterator = iterator }
 
             // An event that is not JSON (a comment, a keep-alive) is skipped, never a reason to abort.
             guard let document = try? JSONParser.parse(Array(event.data.utf8)) else { continue }

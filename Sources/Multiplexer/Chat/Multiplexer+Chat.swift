@@ -95,7 +95,8 @@ extension Multiplexer {
                         endpoint: served.entry.endpoint.baseURL, statusCode: served.response.status)
                 }
                 let cursor = ChunkCursor(
-                    events: events, pending: pending, entry: served.entry, includeUsage: includeUsage, jobSink: self.multiplexer.jobSink)
+                    events: events, pending: pending, entry: served.entry, includeUsage: includeUsage, jobSink: self.multiplexer.jobSink,
+                    keeper: self.multiplexer.leaseKeeper)
                 return AsyncThrowingStream(unfolding: { try await cursor.next() })
             }
 

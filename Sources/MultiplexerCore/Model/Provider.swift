@@ -88,11 +88,15 @@ public struct Provider: Sendable, Hashable {
         self.forwardClientHeaders = forwardClientHeaders
     }
 
-    /// How long an in-flight reservation on this provider lives before the store reclaims it, should
-    /// the node holding it die: the longest a healthy call can take plus a margin.
-    public var leaseDuration: Duration {
-        max(self.timeout, self.timeToFirstTokenTimeout + self.streamIdleTimeout) + .seconds(30)
-    }
+    /// How long an in-flight reservation on this provider lives past its last renewal before the store
+    /// reclaims it, should the node holding it die (ARCHITECTURE §8: at most 30 s).
+    public var leaseDuration: Duration { Self.lease }
+
+    /// The lease of every in-flight reservation: renewed every ``leaseRenewal`` while its upstream
+    /// transfer is open, so a dead node's capacity is back within 40 s.
+    public static let lease: Duration = .seconds(30)
+    /// How often a node renews the lease of an open upstream transfer.
+    public static let leaseRenewal: Duration = .seconds(10)
 
     /// Whether `name` is a valid provider (or model group, or key) name: `[a-z0-9._-]+`.
     public static func isValidName(_ name: String) -> Bool {

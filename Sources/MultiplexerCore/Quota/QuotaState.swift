@@ -3,8 +3,9 @@
 /// ``InMemoryQuotaStore`` wraps it in a lock; the Redis store's scripts implement the same rules
 /// server-side. Times are milliseconds on the store's own clock.
 public struct QuotaState: Sendable {
-    static let minute: Int64 = 60_000
-    static let day: Int64 = 86_400_000
+    /// Window lengths (ms).
+    public static let minute: Int64 = 60_000
+    public static let day: Int64 = 86_400_000
     /// The most a max-concurrency retry hint says: in-flight calls usually end long before their lease.
     static let concurrencyHint: Int64 = 1000
     /// A node is live if it sent a heartbeat within this.
@@ -164,29 +165,40 @@ public struct QuotaState: Sendable {
             keyRemainingRequests: remainingRequests, keyRemainingTokens: remainingTokens)
     }
 
-    /// Records an admission the shared store made, in this state's windows, without checking limits.
-    ///
-    /// The Redis store mirrors its admissions here, so that if Redis goes away the node's local share
-    /// (`limit / live nodes`) counts what the node itself sent in the last minute or day, instead of
-    /// starting from an empty window and letting the fleet send up to a whole limit more.
-    public mutating func mirror(provider: String, limits: ProviderLimits, tokens: Int, key: KeyAdmission?, now: Int64) {
-        self.nextID += 1
-        let id = self.nextID
-        let t = Int64(max(0, tokens))
-        self.withProvider(provider) { ps in
+    /// What this state's windows of `provider` hold at `now`: in each whole window (`rolling`) and of the
+    /// entries admitted after `time` (`after`); `inFlight` counts live reservations. The Redis store's
+    /// degraded mode uses it to keep a node within its share of what the fleet has left.
+    public mutating func use(provider: String, after time: Int64, now: Int64) -> (rolling: WindowUse, after: WindowUse) {
+        guard self.providers[provider] != nil else { return (WindowUse(), WindowUse()) }
+        return self.withProvider(provider) { ps in
             ps.prune(now: now)
-            if limits.rpm != nil { ps.rpm.add(time: now, id: id, amount: 1) }
-            if limits.rpd != nil { ps.rpd.add(time: now, id: id, amount: 1) }
-            if limits.tpm != nil { ps.tpm.add(time: now, id: id, amount: t) }
-            if limits.tpd != nil { ps.tpd.add(time: now, id: id, amount: t) }
+            var r = WindowUse(), a = WindowUse()
+            r.rpm = ps.rpm.count
+            r.rpd = ps.rpd.count
+            r.tpm = Int(ps.tpm.sum)
+            r.tpd = Int(ps.tpd.sum)
+            r.inFlight = ps.inFlight.count
+            a.rpm = Int(ps.rpm.sum(after: time))
+            a.rpd = Int(ps.rpd.sum(after: time))
+            a.tpm = Int(ps.tpm.sum(after: time))
+            a.tpd = Int(ps.tpd.sum(after: time))
+            a.inFlight = r.inFlight
+            return (r, a)
         }
-        if let key {
-            self.withKey(key.name) { ks in
-                ks.rpm.prune(now: now)
-                ks.tpm.prune(now: now)
-                if key.limits.rpm != nil { ks.rpm.add(time: now, id: id, amount: 1) }
-                if key.limits.tpm != nil { ks.tpm.add(time: now, id: id, amount: t) }
-            }
+    }
+
+    /// The key's windows at `now`, like ``use(provider:after:now:)`` (`rpm`, `tpm` only).
+    public mutating func use(key: String, after time: Int64, now: Int64) -> (rolling: WindowUse, after: WindowUse) {
+        guard self.keys[key] != nil else { return (WindowUse(), WindowUse()) }
+        return self.withKey(key) { ks in
+            ks.rpm.prune(now: now)
+            ks.tpm.prune(now: now)
+            var r = WindowUse(), a = WindowUse()
+            r.rpm = ks.rpm.count
+            r.tpm = Int(ks.tpm.sum)
+            a.rpm = Int(ks.rpm.sum(after: time))
+            a.tpm = Int(ks.tpm.sum(after: time))
+            return (r, a)
         }
     }
 

@@ -57,6 +57,17 @@ struct SlidingWindow: Sendable {
         return nil
     }
 
+    /// The amount of the entries admitted after `time` (newest first, so O(entries after `time`)).
+    func sum(after time: Int64) -> Int64 {
+        var total: Int64 = 0
+        var i = self.times.count - 1
+        while i >= self.head, self.times[i] > time {
+            total += self.unit ? 1 : (self.amounts[self.ids[i]] ?? 0)
+            i -= 1
+        }
+        return total
+    }
+
     /// Adds an entry (times must be non-decreasing; the store's clock is monotonic).
     mutating func add(time: Int64, id: UInt64, amount: Int64) {
         self.times.append(time)

@@ -123,7 +123,9 @@ public struct Router<C: Clock>: Sendable where C.Duration == Duration {
             var error: UpstreamError?
             var exhaustedFor: Duration?
             do {
-                let r = try await transport.send(request, attempt: attempt)
+                let r = try await self.renewing(reservation, lease: provider.leaseDuration) { () async throws(UpstreamError) in
+                    try await transport.send(request, attempt: attempt)
+                }
                 let now = self.wallClock()
                 outcome = OutcomeClassifier.classify(
                     status: r.status, headers: r.headers, errorCode: r.errorCode, provider: provider, nowEpochSeconds: now,
@@ -213,6 +215,27 @@ public struct Router<C: Clock>: Sendable where C.Duration == Duration {
         }
         await self.store.record(ModelEvent(group: group.name, exhausted: true))
         return RouteResult(outcome: .exhausted(retryAfter: retryAfter, blocked: blocked), attempts: attempts)
+    }
+
+    /// Runs `body` (an upstream call) while a child task renews the reservation's lease every
+    /// ``Provider/leaseRenewal``, so a call that takes longer than a lease keeps its slot (a stream's
+    /// relay renews it from its headers on).
+    private func renewing<R, E: Error>(_ reservation: Reservation, lease: Duration, _ body: () async throws(E) -> R) async throws(E) -> R {
+        let store = self.store
+        let result = await withTaskGroup(of: Void.self) { group -> Result<R, E> in
+            group.addTask {
+                while (try? await Task.sleep(for: Provider.leaseRenewal)) != nil {
+                    try? await store.renewLease(reservation, for: lease)
+                }
+            }
+            defer { group.cancelAll() }
+            do throws(E) {
+                return .success(try await body())
+            } catch {
+                return .failure(error)
+            }
+        }
+        return try result.get()
     }
 
     /// `d` cut to what is left before `deadline`.

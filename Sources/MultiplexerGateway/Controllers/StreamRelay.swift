@@ -25,7 +25,7 @@ struct StreamRelay: Sendable {
     let clientWantsUsage: Bool
 
     /// Leases of long streams are renewed at most this far apart (and at least three times per lease).
-    static let leaseRenewal: Duration = .seconds(60)
+    static let leaseRenewal: Duration = MultiplexerCore.Provider.leaseRenewal
 
     func response(events: SSEEventStream, pending: PendingSettlement, headers: HTTPFields) -> Response {
         var h = headers
@@ -43,7 +43,7 @@ struct StreamRelay: Sendable {
     private func run(events: SSEEventStream, owner: StreamOwner, writer: inout any ResponseBodyWriter) async throws {
         owner.markStarted()
         let gateway = self.controller.gateway
-        let lease = gateway.table.providers[owner.pending.reservation.provider]?.leaseDuration ?? .seconds(180)
+        let lease = gateway.table.providers[owner.pending.reservation.provider]?.leaseDuration ?? MultiplexerCore.Provider.lease
         let renewEvery = min(Self.leaseRenewal, lease / 3)
         let writeTimeout = gateway.configuration.server.clientWriteTimeout
         let task = withUnsafeCurrentTask { $0.map(RelayTask.init) }

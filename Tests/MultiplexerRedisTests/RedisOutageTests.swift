@@ -1,0 +1,182 @@
+import Foundation
+import MultiplexerCore
+import MultiplexerTestSupport
+import Testing
+
+@testable import MultiplexerRedis
+
+/// ARCHITECTURE §8 against a real `redis-server`: lost replies, degraded shares of what the fleet has
+/// left, degraded admissions written back into the windows, and a Redis that lost its data.
+@Suite struct RedisOutageTests {
+    /// Heartbeats until the store has written everything it owes Redis.
+    private func recover(_ store: RedisQuotaStore, node: String = "node-1") async throws {
+        for _ in 0..<100 {
+            _ = try? await store.heartbeat(nodeID: node)
+            if !store.hasPendingReplay && store.availability == .connected { return }
+            try await Task.sleep(for: .milliseconds(50))
+        }
+        Issue.record("the store did not recover")
+    }
+
+    /// A reply lost to a timeout (Redis paused: the command arrives, its answer comes too late) may have
+    /// admitted: the node serves the request from its degraded share and cancels the id when Redis answers,
+    /// so the request counts once in every window and leaves no lease.
+    @Test func aLostAdmissionReplyIsCancelledNotDoubleSpent() async throws {
+        let f = try RedisFixture()
+        let store = try f.store(commandTimeout: .milliseconds(50))
+        defer { store.shutdown() }
+        let c = RedisFixture.candidate("p-lost", ProviderLimits(rpm: 100, tpm: 10_000, maxConcurrent: 10), tokens: 50)
+        let first = try #require(admitted(try await store.admit(AdmissionRequest(candidates: [c]))))
+        #expect(!first.id.hasPrefix("L"))
+
+        _ = try f.server.cli(["CLIENT", "PAUSE", "400", "ALL"])
+        let lost = try #require(admitted(try await store.admit(AdmissionRequest(candidates: [c]))))
+        #expect(lost.id.hasPrefix("L"), "served from the degraded share")
+        #expect(store.hasPendingReplay)
+        try await Task.sleep(for: .milliseconds(500))
+        try await self.recover(store)
+
+        // The paused admission may have run after the pause: cancelled. The degraded one was written back.
+        #expect(try f.zcard("provider:p-lost:rpm") == 2)
+        #expect(try f.tokenSum("provider:p-lost:tpm") == 100)
+        #expect(try f.zcard("provider:p-lost:inflight") == 2)
+        await store.settle(Settlement(reservation: first, result: .success(usage: TokenUsage(promptTokens: 5, completionTokens: 5))))
+        await store.settle(Settlement(reservation: lost, result: .success(usage: TokenUsage(promptTokens: 10, completionTokens: 10))))
+        #expect(try f.zcard("provider:p-lost:inflight") == 0, "no lease left")
+        #expect(try f.tokenSum("provider:p-lost:tpm") == 30)
+        let s = try await store.stats(StatsQuery(providers: ["p-lost"], keys: [], models: []))
+        #expect(s.providers[0].usage.requests == 2)
+    }
+
+    /// Degraded, a node admits `(limit − fleet use it last saw) / live nodes` until a window has passed:
+    /// what the fleet already used in the window is never admitted again.
+    @Test func aDegradedShareIsWhatTheFleetHasLeft() async throws {
+        let f = try RedisFixture()
+        let a = try f.store(node: "node-a", commandTimeout: .milliseconds(50))
+        let b = try f.store(node: "node-b", commandTimeout: .milliseconds(50))
+        defer {
+            a.shutdown()
+            b.shutdown()
+        }
+        _ = try await a.heartbeat(nodeID: "node-a")
+        _ = try await b.heartbeat(nodeID: "node-b")
+        #expect(try await a.heartbeat(nodeID: "node-a") == 2)
+        let limits = ProviderLimits(rpm: 20, maxConcurrent: 6)
+        let c = RedisFixture.candidate("p-share", limits)
+        // The fleet uses 12 of 20 requests (b 10, a 2); 4 of 6 slots stay in flight (a 2, b 2).
+        var open: [Reservation] = []
+        for i in 0..<10 {
+            let r = try #require(admitted(try await b.admit(AdmissionRequest(candidates: [c]))))
+            if i < 2 { open.append(r) } else { await b.settle(Settlement(reservation: r, result: .success(usage: nil))) }
+        }
+        for _ in 0..<2 { open.append(try #require(admitted(try await a.admit(AdmissionRequest(candidates: [c]))))) }
+
+        f.server.stop()
+        // a saw 12 used and 4 in flight: its share is (20 − 12) / 2 = 4 requests and (6 − 4) / 2 = 1 slot.
+        var degraded: [Reservation] = []
+        for _ in 0..<6 {
+            if let r = admitted(try await a.admit(AdmissionRequest(candidates: [c]))) { degraded.append(r) }
+        }
+        #expect(degraded.count == 1, "one slot")
+        #expect(degraded.allSatisfy { $0.id.hasPrefix("L") })
+        for r in degraded { await a.settle(Settlement(reservation: r, result: .success(usage: nil))) }
+        var more = 0
+        for _ in 0..<6 {
+            guard let r = admitted(try await a.admit(AdmissionRequest(candidates: [c]))) else { continue }
+            more += 1
+            await a.settle(Settlement(reservation: r, result: .success(usage: nil)))
+        }
+        #expect(more == 3, "4 requests in all")
+        #expect(a.availability == .degraded)
+        for r in open.prefix(2) { await b.settle(Settlement(reservation: r, result: .success(usage: nil))) }
+    }
+
+    /// Coming back (Redis kept its data), the node writes its degraded admissions into the windows with
+    /// their times, the running ones with a lease, then their counters — once; the running ones then
+    /// settle through Redis.
+    @Test func degradedAdmissionsAreWrittenIntoTheWindowsOnRecovery() async throws {
+        let f = try RedisFixture(persistent: true)
+        let store = try f.store(commandTimeout: .milliseconds(50))
+        defer { store.shutdown() }
+        let c = RedisFixture.candidate("p-back", ProviderLimits(rpm: 100, tpm: 10_000, maxConcurrent: 10), tokens: 40)
+        let before = try #require(admitted(try await store.admit(AdmissionRequest(candidates: [c]))))
+        await store.settle(Settlement(reservation: before, result: .success(usage: TokenUsage(promptTokens: 5, completionTokens: 5))))
+
+        f.server.stop(signal: SIGTERM)
+        let done = try #require(admitted(try await store.admit(AdmissionRequest(candidates: [c]))))
+        let running = try #require(admitted(try await store.admit(AdmissionRequest(candidates: [c]))))
+        #expect(done.id.hasPrefix("L") && running.id.hasPrefix("L"))
+        await store.settle(Settlement(reservation: done, result: .success(usage: TokenUsage(promptTokens: 10, completionTokens: 10))))
+
+        try f.server.start()
+        try await self.recover(store)
+        #expect(try f.zcard("provider:p-back:rpm") == 3)
+        #expect(try f.tokenSum("provider:p-back:tpm") == 10 + 20 + 40)
+        #expect(try f.zcard("provider:p-back:inflight") == 1, "the running one holds a lease")
+        _ = try? await store.heartbeat(nodeID: "node-1")  // a second recovery writes nothing twice
+        #expect(try f.zcard("provider:p-back:rpm") == 3)
+
+        try await store.renewLease(running, for: .seconds(60))
+        await store.settle(Settlement(reservation: running, result: .success(usage: TokenUsage(promptTokens: 15, completionTokens: 15))))
+        #expect(try f.zcard("provider:p-back:inflight") == 0)
+        #expect(try f.tokenSum("provider:p-back:tpm") == 10 + 20 + 30)
+        let s = try await store.stats(StatsQuery(providers: ["p-back"], keys: [], models: []))
+        #expect(s.providers[0].usage.requests == 3)
+        #expect(s.providers[0].usage.promptTokens == 30)
+    }
+
+    /// Redis restarted empty: the node notices (the epoch is gone) and writes back its own admissions of the
+    /// last minute and its running leases before it admits again, so the windows do not start from zero.
+    @Test func aRedisThatLostItsDataGetsTheNodesLastMinuteBack() async throws {
+        let f = try RedisFixture()
+        let store = try f.store(commandTimeout: .milliseconds(200))
+        defer { store.shutdown() }
+        let c = RedisFixture.candidate("p-empty", ProviderLimits(rpm: 5, maxConcurrent: 10))
+        var open: Reservation?
+        for i in 0..<4 {
+            let r = try #require(admitted(try await store.admit(AdmissionRequest(candidates: [c]))))
+            if i == 0 { open = r } else { await store.settle(Settlement(reservation: r, result: .success(usage: nil))) }
+        }
+        _ = try f.server.cli(["FLUSHALL"])
+        // The heartbeat sees the epoch gone and restores; then only one more request fits the rpm of 5.
+        try await self.recover(store)
+        #expect(try f.zcard("provider:p-empty:rpm") == 4)
+        #expect(try f.zcard("provider:p-empty:inflight") == 1)
+        #expect(admitted(try await store.admit(AdmissionRequest(candidates: [c]))) != nil)
+        #expect(admitted(try await store.admit(AdmissionRequest(candidates: [c]))) == nil)
+        await store.settle(Settlement(reservation: try #require(open), result: .success(usage: nil)))
+        #expect(try f.zcard("provider:p-empty:inflight") == 1, "the fifth is still running")
+    }
+
+    /// A lease that expired while Redis was away is entered again by the next renewal; a settled one is not.
+    @Test func aRenewalEntersALostLeaseAgainUnlessSettled() async throws {
+        let f = try RedisFixture()
+        let store = try f.store()
+        defer { store.shutdown() }
+        let c = RedisFixture.candidate("p-renew", ProviderLimits(maxConcurrent: 2))
+        let r = try #require(admitted(try await store.admit(AdmissionRequest(candidates: [c]))))
+        _ = try f.server.cli(["DEL", "{\(f.namespace)}:provider:p-renew:inflight"])
+        try await store.renewLease(r, for: .seconds(30))
+        #expect(try f.zcard("provider:p-renew:inflight") == 1)
+        await store.settle(Settlement(reservation: r, result: .success(usage: nil)))
+        try await store.renewLease(r, for: .seconds(30))
+        #expect(try f.zcard("provider:p-renew:inflight") == 0)
+    }
+
+    /// Ids come in blocks of 2^20 that never start below Redis's unix second, so ids of reservations from
+    /// before a data loss are not handed out again.
+    @Test func idBlocksLieAboveEveryEarlierBlock() async throws {
+        let f = try RedisFixture()
+        let store = try f.store()
+        defer { store.shutdown() }
+        let c = RedisFixture.candidate("p-ids", ProviderLimits())
+        let r1 = try #require(admitted(try await store.admit(AdmissionRequest(candidates: [c]))))
+        let id = try #require(UInt64(r1.id))
+        #expect(id >> 20 >= UInt64(Date().timeIntervalSince1970) - 5)
+        #expect(id < 1 << 53)
+        let other = try f.store(node: "node-2")
+        defer { other.shutdown() }
+        let r2 = try #require(admitted(try await other.admit(AdmissionRequest(candidates: [c]))))
+        #expect(UInt64(r2.id)! >> 20 > id >> 20, "another node's block")
+    }
+}
