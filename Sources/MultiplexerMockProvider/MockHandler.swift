@@ -29,7 +29,8 @@ struct MockHandler: Sendable {
         let stream = v["stream"] == .bool(true) && operation != "embeddings"
         let wantsUsage = v["stream_options"]?["include_usage"] == .bool(true)
         let mode = self.state.mode
-        let limitHeaders = { dialect.rateLimitHeaders(self.state.rateLimits()) }
+        let announces = self.config.announcesLimits
+        let limitHeaders = { announces ? dialect.rateLimitHeaders(self.state.rateLimits()) : HTTPFields() }
 
         switch mode {
         case .error500, .error503:
@@ -101,7 +102,7 @@ struct MockHandler: Sendable {
         let answer = Answer(
             id: "mock-\(UInt32.random(in: 0...UInt32.max))", created: Int(Date().timeIntervalSince1970), model: model, operation: operation,
             usage: usage, wantsUsage: wantsUsage, inputCount: max(1, v["input"]?.arrayValue?.count ?? 1))
-        var headers = dialect.rateLimitHeaders(self.state.rateLimits(exhausted: mode == .exhausted))
+        var headers = announces ? dialect.rateLimitHeaders(self.state.rateLimits(exhausted: mode == .exhausted)) : HTTPFields()
         // Served, or (broken-body modes) failed, once the answer has ended.
         let outcome = ServingSlot(state: self.state, usage: usage, served: !mode.breaksBody)
 

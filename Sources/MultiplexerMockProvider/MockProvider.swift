@@ -110,6 +110,9 @@ public struct MockProvider: Sendable {
         public var retryAfter = 2
         /// The provider whose 429s and rate-limit headers the mock imitates.
         public var dialect = Dialect.openai
+        /// Whether 2xx answers carry rate-limit headers (`x-ratelimit-*`). Off, the mock is a provider that
+        /// does not announce its limits (many self-hosted servers): the gateway then has only its own quotas.
+        public var announcesLimits = true
         /// The time between keep-alives in `comments-only` and `blank-keepalive` modes.
         public var keepAliveInterval: Duration = .milliseconds(100)
         /// The time between bytes in `trickle-bytes` mode.

@@ -127,7 +127,7 @@ struct FleetTests {
     // MARK: Failures
 
     @Test func killingANodeFailsOnlyItsInFlightRequestsAndItsLeasesExpire() async throws {
-        // Lease = max(timeout 1 s, ttft 0.5 + idle 0.5) + 30 s margin = 31 s (Provider.leaseDuration).
+        // Leases last 30 s past their last renewal (Provider.lease); these calls take 0.4 s, never renewed.
         let timeouts = ["timeout_seconds: 1", "ttft_timeout_seconds: 0.5", "stream_idle_timeout_seconds: 0.5"]
         let plan = fleetPlan([
             .init(name: "slow", limits: .init(maxConcurrent: 4), latency: .milliseconds(400), settings: timeouts),
@@ -166,11 +166,11 @@ struct FleetTests {
             #expect(try await fleet.redisInteger(["ZCARD", inflightKey]) == 4, "dead nodes' leases hold all 4 slots")
             let blocked = await fleet.chat(fleet.entryURL)
             #expect(blocked?.status == 429, "slow is full (leases), spare cools down: nothing can serve")
-            // Each lease ends at most 31 s after its admission (by Redis's clock), and the slots come back then.
+            // Each lease ends at most 30 s after its admission (by Redis's clock), and the slots come back then.
             let lastExpiry = try await fleet.redisCLI(["ZRANGE", inflightKey, "-1", "-1", "WITHSCORES"]).quotedIntegers.last
             let time = try await fleet.redisCLI(["TIME"]).quotedIntegers
             let remaining = Duration.milliseconds(try #require(lastExpiry) - time[0] * 1000 - time[1] / 1000)
-            #expect(remaining > .zero && remaining <= .seconds(31), "lease left: \(remaining)")
+            #expect(remaining > .zero && remaining <= .seconds(30), "lease left: \(remaining)")
             let waitStart = ContinuousClock.now
             let back = await fleet.eventually(within: remaining + .seconds(5)) {
                 ((try? await fleet.fleetStats())?.providers.first { $0.name == "slow" }?.window.inFlight ?? -1) == 0
@@ -182,7 +182,9 @@ struct FleetTests {
                 return await g.reduce(into: [Int]()) { $0.append($1) }
             }
             #expect(served == [200, 200, 200, 200], "all 4 slots are back")
-            fleet.expectNoOvershoot()
+            // The killed nodes' calls reached the mock but were never settled: no counter check.
+            let audit = await fleet.audit(counters: false)
+            #expect(audit.isClean, "\(audit)")
         }
     }
 
