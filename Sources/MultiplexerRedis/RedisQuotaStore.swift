@@ -168,8 +168,9 @@ public final class RedisQuotaStore: QuotaStore {
         /// Settlements of degraded admissions that arrived while their restore batch was on its way.
         var afterRestore: [Settlement] = []
         var lost: [LostAdmission] = []
-        /// A recovery (``replayBuffered()``) is running.
+        /// A recovery (``replayBuffered()``) is running; admissions waiting for it to end.
         var recovering = false
+        var recoveryWaiters: [CheckedContinuation<Void, Never>] = []
         /// Settlements of Redis reservations not yet written.
         var settlements: [Settlement] = []
         /// Counter increments not yet written, by hash key suffix (`provider:x:usage`) and field.
@@ -279,9 +280,11 @@ public final class RedisQuotaStore: QuotaStore {
                 for await _ in self.drainSignal.stream { await self.drainDeferred() }
             }
         }
-        // Cancelled: stop deferring, then write whatever is still queued.
+        // Cancelled: stop deferring, then write whatever is still queued, and leave the live nodes (a node
+        // that stops cleanly is not *quiet*, whose share the others would hold for it).
         self.local.withLock { $0.running = false }
         await self.drainDeferred()
+        _ = try? await self.client.execute(["ZREM", "\(self.prefix)nodes", self.configuration.nodeID])
     }
 
     /// Writes the queued successful settlements: one EVALSHA per ``settlementBatchSize`` settlements, the
@@ -309,7 +312,7 @@ public final class RedisQuotaStore: QuotaStore {
         // Whatever the node owes Redis (lost admissions, degraded admissions, a lost data set) is written
         // before it admits there again; while another task writes it, this one stays on its local share.
         if self.local.withLock({ $0.needsRecovery }) {
-            await self.replayBuffered()
+            await self.recoverOrWait()
             if self.local.withLock({ $0.needsRecovery }) {
                 return try self.admitLocally(request, because: RedisError(.unavailable, "recovering"))
             }
@@ -321,8 +324,8 @@ public final class RedisQuotaStore: QuotaStore {
             return try self.admitLocally(request, because: e)
         }
         let ids = String(id)
-        var args: [String] = [self.prefix, ids, self.local.withLock { $0.epoch } ?? ""]
-        args.reserveCapacity(8 + request.candidates.count * 9)
+        var args: [String] = [self.prefix, ids, self.local.withLock { $0.epoch } ?? "", self.configuration.nodeID]
+        args.reserveCapacity(9 + request.candidates.count * 9)
         args.append(request.key?.name ?? "")
         args.append(Self.limit(request.key?.limits.rpm))
         args.append(Self.limit(request.key?.limits.tpm))
@@ -354,7 +357,7 @@ public final class RedisQuotaStore: QuotaStore {
         if let tag = reply.array?.first?.int, tag == 6 {
             // Redis lost its data (or this node never wrote its epoch): write back, then admit.
             self.local.withLock { $0.epochStale = true }
-            await self.replayBuffered()
+            await self.recoverOrWait()
             if self.local.withLock({ $0.needsRecovery }) {
                 return try self.admitLocally(request, because: RedisError(.unavailable, "recovering"))
             }
@@ -532,6 +535,12 @@ public final class RedisQuotaStore: QuotaStore {
 
     @discardableResult
     public func heartbeat(nodeID: String) async throws -> Int {
+        // A node that was cut off writes what it owes before it heartbeats: until then, the others count
+        // its degraded share as used (its heartbeat is quiet).
+        if self.local.withLock({ $0.needsRecovery && !$0.epochStale }) {
+            await self.replayBuffered()
+            if self.local.withLock({ $0.needsRecovery && !$0.epochStale }) { throw RedisError(.unavailable, "recovering") }
+        }
         let v: RedisValue
         do {
             v = try Self.check(try await self.client.evalsha(self.scripts.heartbeat, keys: [self.schemaKey], args: [self.prefix, nodeID]))
@@ -621,7 +630,8 @@ public final class RedisQuotaStore: QuotaStore {
             args.append(String(s.result.chargedTokens(reserved: r.tokens)))
             switch s.result {
             case .success: args += ["success", "0"]
-            case .failure, .broken: args += ["failure", "0"]
+            case .failure: args += ["failure", "0"]
+            case .broken: args += ["broken", "0"]
             case .rateLimited(let c): args += ["rate_limited", String(max(1, c.millisecondsRoundedUp))]
             case .unauthorized(let c): args += ["unauthorized", String(max(1, c.millisecondsRoundedUp))]
             case .contextLengthExceeded: args += ["context_length_exceeded", "0"]
@@ -871,10 +881,31 @@ public final class RedisQuotaStore: QuotaStore {
             l.recovering = true
             return true
         }) else { return }
-        defer { self.local.withLock { $0.recovering = false } }
+        defer {
+            let waiters = self.local.withLock { l -> [CheckedContinuation<Void, Never>] in
+                l.recovering = false
+                defer { l.recoveryWaiters.removeAll() }
+                return l.recoveryWaiters
+            }
+            for w in waiters { w.resume() }
+        }
         guard await self.cancelLost(), await self.restoreEpoch(), await self.restoreDegraded() else { return }
         await self.writeBufferedSettlements()
         await self.writeBufferedCounters()
+    }
+
+    /// Recovers, or waits for the recovery another task is running (bounded by Redis's timeouts), so
+    /// admissions racing at start or after Redis lost its data do not all fall back to local shares.
+    private func recoverOrWait() async {
+        await withCheckedContinuation { (c: CheckedContinuation<Void, Never>) in
+            let waiting = self.local.withLock { l -> Bool in
+                guard l.recovering else { return false }
+                l.recoveryWaiters.append(c)
+                return true
+            }
+            if !waiting { c.resume() }
+        }
+        await self.replayBuffered()
     }
 
     private func cancelLost() async -> Bool {

@@ -193,7 +193,7 @@ struct RedisScripts: Sendable {
         """
 
     /// Admission. ARGV: prefix, reservation id (made by the node, see ``idBlockBody``), the epoch the node
-    /// knows (`{ns}:epoch`), key name ('' none), key rpm, key tpm, tier wait ms (-1 none), n, then n ×
+    /// knows (`{ns}:epoch`), the node's id (never *quiet* to itself), key name ('' none), key rpm, key tpm, tier wait ms (-1 none), n, then n ×
     /// (provider, tier 0|1, rpm, rpd, tpm, tpd, max concurrent, tokens, lease ms); -1 = no limit.
     ///
     /// Returns {1, id, index, key remaining requests, key remaining tokens, use} | {2, wait ms, use} |
@@ -211,14 +211,24 @@ struct RedisScripts: Sendable {
             if bk == nil then return redis.error_reply('admit: reservation id is not a number: ' .. id) end
             if redis.call('GETBIT', bk, bo) == 1 then return {5} end
             local now = clock()
-            local keyName = ARGV[4]
-            local keyRpm, keyTpm = tonumber(ARGV[5]), tonumber(ARGV[6])
-            local tierWait = tonumber(ARGV[7])
-            local n = tonumber(ARGV[8])
+            -- nodes gone quiet (heartbeat 3–10 s old) may be serving on their degraded shares without Redis:
+            -- each one's share of every limit counts as used until it is back and has written its admissions
+            local live = redis.call('ZCOUNT', P .. 'nodes', now - 10000, '+inf')
+            local missing = redis.call('ZCOUNT', P .. 'nodes', now - 10000, now - \(Self.quietNodeMs))
+            local own = redis.call('ZSCORE', P .. 'nodes', ARGV[4])
+            if own and tonumber(own) > now - 10000 and tonumber(own) <= now - \(Self.quietNodeMs) then missing = missing - 1 end
+            local function held(limit)
+              if missing == 0 or limit < 0 then return limit end
+              return limit - missing * math.floor(limit / live)
+            end
+            local keyName = ARGV[5]
+            local keyRpm, keyTpm = tonumber(ARGV[6]), tonumber(ARGV[7])
+            local tierWait = tonumber(ARGV[8])
+            local n = tonumber(ARGV[9])
             local KP = P .. 'key:' .. keyName .. ':'
             local use = {-1, -1}
             if keyName ~= '' and keyRpm >= 0 then
-              local at, cnt = req_fits_at(KP .. 'rpm', MIN, keyRpm, now)
+              local at, cnt = req_fits_at(KP .. 'rpm', MIN, held(keyRpm), now)
               use[1] = cnt
               if at == nil then return {4, -1, use} end
               if at > now then return {4, at - now, use} end
@@ -228,7 +238,7 @@ struct RedisScripts: Sendable {
             local earliest, earliestPrimary = nil, nil
             local onlyKey = true
             for i = 0, n - 1 do
-              local b = 9 + i * 9
+              local b = 10 + i * 9
               local name, tier = ARGV[b], tonumber(ARGV[b + 1])
               local rpm, rpd, tpm, tpd = tonumber(ARGV[b + 2]), tonumber(ARGV[b + 3]), tonumber(ARGV[b + 4]), tonumber(ARGV[b + 5])
               local conc, tokens, lease = tonumber(ARGV[b + 6]), tonumber(ARGV[b + 7]), tonumber(ARGV[b + 8])
@@ -249,22 +259,22 @@ struct RedisScripts: Sendable {
               local cd = redis.call('PTTL', pp .. 'cooldown')
               if cd > 0 then block('cooldown', now + cd) elseif cd == -1 then block('cooldown', nil) end
               if rpm >= 0 then
-                local at, cnt = req_fits_at(pp .. 'rpm', MIN, rpm, now)
+                local at, cnt = req_fits_at(pp .. 'rpm', MIN, held(rpm), now)
                 use[u + 1] = cnt
                 if at == nil or at > now then block('rpm', at) end
               end
               if rpd >= 0 then
-                local at, cnt = req_fits_at(pp .. 'rpd', DAY, rpd, now)
+                local at, cnt = req_fits_at(pp .. 'rpd', DAY, held(rpd), now)
                 use[u + 2] = cnt
                 if at == nil or at > now then block('rpd', at) end
               end
               if tpm >= 0 then
-                local at, sum = tok_fits_at(pp .. 'tpm', MIN, tokens, tpm, now)
+                local at, sum = tok_fits_at(pp .. 'tpm', MIN, tokens, held(tpm), now)
                 use[u + 3] = sum
                 if at == nil or at > now then block('tpm', at) end
               end
               if tpd >= 0 then
-                local at, sum = tok_fits_at(pp .. 'tpd', DAY, tokens, tpd, now)
+                local at, sum = tok_fits_at(pp .. 'tpd', DAY, tokens, held(tpd), now)
                 use[u + 4] = sum
                 if at == nil or at > now then block('tpd', at) end
               end
@@ -272,16 +282,16 @@ struct RedisScripts: Sendable {
               redis.call('ZREMRANGEBYSCORE', ik, '-inf', now)
               local inflight = redis.call('ZCARD', ik)
               use[u + 5] = inflight
-              if conc >= 0 and inflight >= conc then
+              if conc >= 0 and inflight >= held(conc) then
                 local soon = now + 1000
                 local s = redis.call('ZRANGE', ik, 0, 0, 'WITHSCORES')
                 if #s > 0 then soon = math.min(tonumber(s[2]), soon) end
-                if conc < 1 then soon = nil end
+                if held(conc) < 1 then soon = nil end
                 block('concurrency', soon)
               end
               local providerBlocked = reason ~= nil
               if keyName ~= '' and keyTpm >= 0 then
-                local at = tok_fits_at(KP .. 'tpm', MIN, tokens, keyTpm, now)
+                local at = tok_fits_at(KP .. 'tpm', MIN, tokens, held(keyTpm), now)
                 if at == nil or at > now then block('key_tpm', at) end
               end
               if reason == nil then
@@ -324,6 +334,10 @@ struct RedisScripts: Sendable {
             for _, v in ipairs(blocked) do out[#out + 1] = v end
             return out
             """
+
+    /// A node whose heartbeat is older than this (but younger than the 10 s liveness) is *quiet*: it may be
+    /// cut off from Redis and serving on its degraded share, so admission counts that share as used.
+    static let quietNodeMs = 3000
 
     /// A block of 2^20 reservation ids for one node. ARGV: prefix. Returns the block number `b`; the node
     /// hands out ids `b × 2^20 … b × 2^20 + 2^20 − 1` (each block is exactly one `settled` bitmap).
@@ -443,6 +457,11 @@ struct RedisScripts: Sendable {
             return redis.call('GET', P .. 'epoch')
             """
 
+    /// How long the slot of an attempt left mid-way (``MultiplexerCore/SettlementResult/abandoned``,
+    /// ``MultiplexerCore/SettlementResult/broken``) stays taken after its settlement: the upstream connection
+    /// is closed, but the provider counts the request until it notices (at its next write, typically).
+    static let releaseGraceMs = 1000
+
     /// The number of ARGV fields of one settlement in ``settleBody``.
     static let settlementFields = 20
 
@@ -518,7 +537,7 @@ struct RedisScripts: Sendable {
               end
             end
             local fields = {'requests', 'success', 'rate_limited', 'errors', 'prompt_tokens', 'completion_tokens', 'fallback_served'}
-            local leases, leaseKeys = {}, {}
+            local leases, leaseKeys, graced = {}, {}, {}
             local streakCleared = {}
             local out = {}
             for i = 0, n - 1 do
@@ -530,9 +549,13 @@ struct RedisScripts: Sendable {
                 out[#out + 1] = 1
                 local pp = P .. 'provider:' .. ARGV[b + 1] .. ':'
                 local ik = pp .. 'inflight'
-                if leases[ik] == nil then leases[ik] = {}; leaseKeys[#leaseKeys + 1] = ik end
-                local l = leases[ik]
-                l[#l + 1] = id
+                if ARGV[b + 5] == 'abandoned' or ARGV[b + 5] == 'broken' then
+                  if redis.call('ZSCORE', ik, id) then graced[#graced + 1] = {ik, id} end
+                else
+                  if leases[ik] == nil then leases[ik] = {}; leaseKeys[#leaseKeys + 1] = ik end
+                  local l = leases[ik]
+                  l[#l + 1] = id
+                end
                 local charged = tonumber(ARGV[b + 4])
                 refund(pp .. 'tpm', id, charged)
                 refund(pp .. 'tpd', id, charged)
@@ -548,7 +571,7 @@ struct RedisScripts: Sendable {
                     redis.call('DEL', pp .. 'failures')
                     streakCleared[pp] = true
                   end
-                elseif result == 'failure' then
+                elseif result == 'failure' or result == 'broken' then
                   streakCleared[pp] = nil
                   local f = redis.call('INCR', pp .. 'failures')
                   if f >= tonumber(ARGV[b + 7]) then
@@ -570,6 +593,9 @@ struct RedisScripts: Sendable {
               end
             end
             for _, ik in ipairs(leaseKeys) do chunked('ZREM', ik, leases[ik]) end
+            -- an attempt left mid-way (the client went away, the stream broke) keeps its slot one more second:
+            -- the provider may not have noticed the closed connection yet
+            for _, g in ipairs(graced) do redis.call('ZADD', g[1], now + \(Self.releaseGraceMs), g[2]) end
             for _, hash in ipairs(hashes) do
               for field, d in pairs(sums[hash]) do
                 if d ~= 0 then redis.call('HINCRBY', hash, field, d) end

@@ -180,3 +180,41 @@ import Testing
         #expect(UInt64(r2.id)! >> 20 > id >> 20, "another node's block")
     }
 }
+
+extension RedisOutageTests {
+    /// A node whose heartbeat has gone quiet (3–10 s old) may be serving on its degraded share, cut off from
+    /// Redis: the others' admissions count that share as used until it is back.
+    @Test func aQuietNodesShareCountsAsUsedUntilItIsBack() async throws {
+        let f = try RedisFixture()
+        func store(_ node: String) throws -> RedisQuotaStore {
+            var c = RedisQuotaStore.Configuration(
+                endpoint: try RedisEndpoint(url: f.server.url), namespace: f.namespace, commandTimeout: .milliseconds(200), nodeID: node)
+            c.virtualClockForTesting = true
+            return RedisQuotaStore(configuration: c)
+        }
+        let a = try store("node-a"), b = try store("node-b")
+        defer {
+            a.shutdown()
+            b.shutdown()
+        }
+        _ = try await b.heartbeat(nodeID: "node-b")
+        _ = try f.server.cli(["SET", "{\(f.namespace)}:clock_offset_ms", "4000"])  // b is quiet now
+        #expect(try await a.heartbeat(nodeID: "node-a") == 2)
+        let c = RedisFixture.candidate("p-quiet", ProviderLimits(rpm: 10, maxConcurrent: 4))
+        var served: [Reservation] = []
+        for _ in 0..<10 {
+            guard let r = admitted(try await a.admit(AdmissionRequest(candidates: [c]))) else { break }
+            served.append(r)
+        }
+        #expect(served.count == 2, "b's share of 4 slots (2) is held for it")
+        for r in served { await a.settle(Settlement(reservation: r, result: .success(usage: nil))) }
+        for _ in 0..<10 {
+            guard let r = admitted(try await a.admit(AdmissionRequest(candidates: [c]))) else { break }
+            served.append(r)
+            await a.settle(Settlement(reservation: r, result: .success(usage: nil)))
+        }
+        #expect(served.count == 5, "b's share of 10 requests (5) is held for it")
+        _ = try await b.heartbeat(nodeID: "node-b")  // back
+        #expect(admitted(try await a.admit(AdmissionRequest(candidates: [c]))) != nil)
+    }
+}

@@ -8,6 +8,9 @@ public struct QuotaState: Sendable {
     public static let day: Int64 = 86_400_000
     /// The most a max-concurrency retry hint says: in-flight calls usually end long before their lease.
     static let concurrencyHint: Int64 = 1000
+    /// How long (ms) the slot of an attempt left mid-way (abandoned, broken) stays taken after its settlement:
+    /// its upstream connection is closed, but the provider counts it until it notices.
+    public static let releaseGrace: Int64 = 1000
     /// A node is live if it sent a heartbeat within this.
     public static let nodeLiveness: Int64 = 10_000
 
@@ -211,7 +214,13 @@ public struct QuotaState: Sendable {
         let charged = Int64(s.result.chargedTokens(reserved: r.tokens))
         let delta = UsageCounters.delta(for: s)
         self.withProvider(r.provider) { ps in
-            ps.inFlight[id] = nil
+            switch s.result {
+            case .abandoned, .broken:
+                // Left mid-way: the provider may not have noticed the closed connection yet.
+                if ps.inFlight[id] != nil { ps.inFlight[id] = now + Self.releaseGrace }
+            default:
+                ps.inFlight[id] = nil
+            }
             ps.tpm.adjust(id: id, to: charged)
             ps.tpd.adjust(id: id, to: charged)
             ps.usage.add(delta)
