@@ -311,14 +311,15 @@ struct QuotaStoreContractTests {
         try await withHarness(kind) { h in
             let p = Self.candidate("p-tw", limits: .unlimited)
             let f = Self.candidate("f-tw", tier: .fallback, limits: .unlimited)
-            try await h.store.setCooldown(provider: "p-tw", for: .seconds(2), reason: .rateLimited)
-            let waiting = try await h.store.admit(AdmissionRequest(candidates: [p, f], tierWait: .seconds(3)))
+            // Seconds apart, so a loaded machine's delay between the calls cannot turn one answer into the other.
+            try await h.store.setCooldown(provider: "p-tw", for: .seconds(5), reason: .rateLimited)
+            let waiting = try await h.store.admit(AdmissionRequest(candidates: [p, f], tierWait: .seconds(6)))
             guard case .wait(let w) = waiting else { Issue.record("expected wait, got \(waiting)"); return }
-            #expect(Self.near(w, .seconds(2)))
+            #expect(Self.near(w, .seconds(5)))
             let impatient = try await h.store.admit(AdmissionRequest(candidates: [p, f], tierWait: .seconds(1)))
             #expect(try Self.reservation(impatient).provider == "f-tw")
-            try await h.advance(by: .seconds(2))
-            #expect(try Self.reservation(try await h.store.admit(AdmissionRequest(candidates: [p, f], tierWait: .seconds(3)))).provider == "p-tw")
+            try await h.advance(by: .seconds(5))
+            #expect(try Self.reservation(try await h.store.admit(AdmissionRequest(candidates: [p, f], tierWait: .seconds(6)))).provider == "p-tw")
         }
     }
 
