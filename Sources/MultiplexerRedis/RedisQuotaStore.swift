@@ -127,7 +127,7 @@ public final class RedisQuotaStore: QuotaStore {
 
     /// One of this node's Redis admissions of the last minute (written back if Redis loses its data).
     struct RecentAdmission {
-        var id: String
+        var id: UInt64
         var provider: String
         var key: String?
         var time: Int64
@@ -163,6 +163,7 @@ public final class RedisQuotaStore: QuotaStore {
         var open: [String: (provider: String, lease: Duration)] = [:]
         /// Degraded admissions not yet written to Redis, by local id.
         var degradedLog: [String: DegradedAdmission] = [:]
+        var degradedCount = 0
         /// Degraded admissions written to Redis while still running: local id → Redis id.
         var restoredIDs: [String: String] = [:]
         /// Settlements of degraded admissions that arrived while their restore batch was on its way.
@@ -309,22 +310,38 @@ public final class RedisQuotaStore: QuotaStore {
     // MARK: QuotaStore
 
     public func admit(_ request: AdmissionRequest) async throws -> AdmissionDecision {
-        // Whatever the node owes Redis (lost admissions, degraded admissions, a lost data set) is written
-        // before it admits there again; while another task writes it, this one stays on its local share.
-        if self.local.withLock({ $0.needsRecovery }) {
+        try await self.admit(request, afterRestore: false)
+    }
+
+    private func admit(_ request: AdmissionRequest, afterRestore: Bool) async throws -> AdmissionDecision {
+        // One lock on the common path: nothing owed to Redis, an id left in the block, the epoch.
+        var ticket = self.local.withLock { l -> (owes: Bool, id: UInt64?, epoch: String) in
+            if l.needsRecovery { return (true, nil, "") }
+            guard l.nextID < l.blockEnd else { return (false, nil, l.epoch ?? "") }
+            defer { l.nextID += 1 }
+            return (false, l.nextID, l.epoch ?? "")
+        }
+        if ticket.owes {
+            // Whatever the node owes Redis (lost admissions, degraded admissions, a lost data set) is written
+            // before it admits there again; if that fails, this request stays on the local share.
             await self.recoverOrWait()
             if self.local.withLock({ $0.needsRecovery }) {
                 return try self.admitLocally(request, because: RedisError(.unavailable, "recovering"))
             }
+            ticket.epoch = self.local.withLock { $0.epoch } ?? ""
         }
         let id: UInt64
-        do {
-            id = try await self.takeID()
-        } catch let e {
-            return try self.admitLocally(request, because: e)
+        if let taken = ticket.id {
+            id = taken
+        } else {
+            do {
+                id = try await self.takeID()
+            } catch let e {
+                return try self.admitLocally(request, because: e)
+            }
         }
         let ids = String(id)
-        var args: [String] = [self.prefix, ids, self.local.withLock { $0.epoch } ?? "", self.configuration.nodeID]
+        var args: [String] = [self.prefix, ids, ticket.epoch, self.configuration.nodeID]
         args.reserveCapacity(9 + request.candidates.count * 9)
         args.append(request.key?.name ?? "")
         args.append(Self.limit(request.key?.limits.rpm))
@@ -358,10 +375,10 @@ public final class RedisQuotaStore: QuotaStore {
             // Redis lost its data (or this node never wrote its epoch): write back, then admit.
             self.local.withLock { $0.epochStale = true }
             await self.recoverOrWait()
-            if self.local.withLock({ $0.needsRecovery }) {
+            if afterRestore || self.local.withLock({ $0.needsRecovery }) {
                 return try self.admitLocally(request, because: RedisError(.unavailable, "recovering"))
             }
-            return try await self.admit(request)
+            return try await self.admit(request, afterRestore: true)
         }
         let decision = try Self.decodeAdmission(reply, id: ids, request: request)
         let now = self.localNow
@@ -373,7 +390,7 @@ public final class RedisQuotaStore: QuotaStore {
                 l.pruneRecent(now: now)
                 l.recent.append(
                     RecentAdmission(
-                        id: r.id, provider: c.provider, key: request.key?.name, time: now, tokens: max(0, c.tokens),
+                        id: id, provider: c.provider, key: request.key?.name, time: now, tokens: max(0, c.tokens),
                         windows: Self.windows(c.limits, key: request.key?.limits)))
             }
         }
@@ -790,6 +807,13 @@ public final class RedisQuotaStore: QuotaStore {
                 return c
             }
             let d = l.quota.admit(shared, now: now)
+            l.degradedCount += 1
+            if l.degradedCount % 1024 == 0 {
+                // A long outage: settled admissions that have left every window they count in need no restore.
+                l.degradedLog = l.degradedLog.filter { _, a in
+                    a.open || now - a.time < (a.windows & 0b1010 != 0 ? QuotaState.day : QuotaState.minute)
+                }
+            }
             if case .admitted(var r) = d {
                 let c = request.candidates[r.candidateIndex]
                 l.degradedLog[r.id] = DegradedAdmission(
@@ -911,18 +935,29 @@ public final class RedisQuotaStore: QuotaStore {
     private func cancelLost() async -> Bool {
         let lost = self.local.withLock { $0.lost }
         guard !lost.isEmpty else { return true }
-        var done = 0
-        for a in lost {
-            do {
-                try Self.check(
-                    try await self.client.evalsha(self.scripts.cancel, keys: [self.schemaKey], args: [self.prefix, a.id, a.key ?? ""] + a.providers))
-                done += 1
-            } catch {
-                break
+        // All at once, so the client pipelines them; the ones that fail stay for the next try.
+        let failed = await withTaskGroup(of: String?.self) { group in
+            for a in lost {
+                group.addTask {
+                    do {
+                        try Self.check(
+                            try await self.client.evalsha(
+                                self.scripts.cancel, keys: [self.schemaKey], args: [self.prefix, a.id, a.key ?? ""] + a.providers))
+                        return nil
+                    } catch {
+                        return a.id
+                    }
+                }
             }
+            var failed = Set<String>()
+            for await f in group { if let f { failed.insert(f) } }
+            return failed
         }
-        self.local.withLock { $0.lost.removeFirst(done) }
-        return done == lost.count
+        self.local.withLock { l in
+            let sent = Set(lost.map(\.id))
+            l.lost.removeAll { sent.contains($0.id) && !failed.contains($0.id) }
+        }
+        return failed.isEmpty
     }
 
     /// Sends restore batches of at most 500 admissions; returns the epoch Redis holds.
@@ -952,9 +987,10 @@ public final class RedisQuotaStore: QuotaStore {
             var out: [[String]] = []
             var written = Set<String>()
             for r in l.recent[l.recentHead...] {
-                let lease = l.open[r.id].map { String(max(1, $0.lease.millisecondsRoundedUp)) } ?? "0"
-                out.append([r.id, r.provider, r.key ?? "", String(now - r.time), String(r.tokens), String(r.windows), lease])
-                written.insert(r.id)
+                let id = String(r.id)
+                let lease = l.open[id].map { String(max(1, $0.lease.millisecondsRoundedUp)) } ?? "0"
+                out.append([id, r.provider, r.key ?? "", String(now - r.time), String(r.tokens), String(r.windows), lease])
+                written.insert(id)
             }
             for (id, o) in l.open where !written.contains(id) {
                 out.append([id, o.provider, "", "0", "0", "0", String(max(1, o.lease.millisecondsRoundedUp))])

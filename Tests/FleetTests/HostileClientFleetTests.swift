@@ -78,6 +78,20 @@ final class RawClient {
         return false
     }
 
+    /// The node's `multiplexer_inflight_requests` gauge (client requests in progress).
+    func nodeInFlight(_ fleet: LocalFleet) async -> Int {
+        guard let text = await fleet.http.get(fleet.nodes[0].url + "/metrics")?.body else { return -1 }
+        let line = text.split(separator: "\n").first { $0.hasPrefix("multiplexer_inflight_requests ") }
+        return line.flatMap { Double($0.split(separator: " ").last ?? "") }.map { Int($0) } ?? -1
+    }
+
+    /// `multiplexer_upstream_attempts_total{outcome="cancelled"}` of the provider, on the node.
+    func cancelledAttempts(_ fleet: LocalFleet) async -> Int {
+        guard let text = await fleet.http.get(fleet.nodes[0].url + "/metrics")?.body else { return -1 }
+        let line = text.split(separator: "\n").first { $0.hasPrefix("multiplexer_upstream_attempts_total{") && $0.contains(#"outcome="cancelled""#) }
+        return line.flatMap { Double($0.split(separator: " ").last ?? "") }.map { Int($0) } ?? 0
+    }
+
     /// Waits until the provider's slot is taken (the client's request was admitted).
     func admitted(_ fleet: LocalFleet) async -> Bool {
         await fleet.eventually(within: .seconds(10)) { (try? await fleet.fleetStats())?.providers.first?.window.inFlight == 1 }
@@ -88,22 +102,50 @@ final class RawClient {
     func audit(_ fleet: LocalFleet, _ name: String) async {
         let audit = await fleet.audit(counters: false)
         #expect(audit.isClean, "\(name): \(audit)")
+        // The mock, like many servers, notices a closed connection only when it next writes (here: when its
+        // answer would have been ready); until then it still counts the request against its max_concurrent
+        // of 1. The gateway released the slot at once (after its 1 s grace); the next client waits for the
+        // provider.
+        _ = await fleet.eventually(within: .seconds(10)) { fleet.mocks.values.allSatisfy { $0.state.counters.inFlight == 0 } }
         let next = await fleet.http.post(
             fleet.entryURL + "/v1/chat/completions", json: LoadGenerator.bodyText(model: fleet.plan.model, index: 1), timeout: .seconds(10))
         #expect(next?.status == 200, "\(name): the next client is served (\(next?.body.prefix(200) ?? "no answer"))")
     }
 
     @Test func aClientThatResetsBeforeTheFirstEventFreesItsSlot() async throws {
-        let slow = FleetPlan.Provider(name: "slow", limits: .init(maxConcurrent: 1), latency: .seconds(2), settings: ["ttft_timeout_seconds: 10"])
+        let slow = FleetPlan.Provider(name: "slow", limits: .init(maxConcurrent: 1), latency: .seconds(6), settings: ["ttft_timeout_seconds: 20"])
         try await LocalFleet.run(onePlan(slow)) { fleet in
             let client = try RawClient(port: fleet.nodes[0].port)
             client.post("/v1/chat/completions", json: streamBody(fleet))
             #expect(await admitted(fleet))
+            let reset = ContinuousClock.now
             client.reset()
-            // The first event comes after 2 s; the slot must be back within a second of it, not at the
-            // lease's expiry (tens of seconds later).
+            // The first event would come after 6 s: the reset is seen within a second (the connection is
+            // watched, not only written to), the upstream call cancelled, the slot back after the 1 s
+            // release grace — long before the first event, and not at the lease's expiry.
             #expect(await slotsBack(fleet, within: .seconds(4)), "the reset client's slot came back")
+            #expect(reset.duration(to: .now) < .seconds(4))
+            // The request ended (it ends only when its upstream transfer has been dropped), long before the first event.
+            #expect(await nodeInFlight(fleet) == 0, "the request ended")
             await audit(fleet, "reset before the first event")
+        }
+    }
+
+    @Test func aClientThatResetsWhileAPlainCallWaitsFreesItsSlot() async throws {
+        let slow = FleetPlan.Provider(name: "slow", limits: .init(maxConcurrent: 1), latency: .seconds(6), settings: ["timeout_seconds: 20"])
+        try await LocalFleet.run(onePlan(slow)) { fleet in
+            let client = try RawClient(port: fleet.nodes[0].port)
+            client.post("/v1/chat/completions", json: LoadGenerator.bodyText(model: fleet.plan.model, index: 0))
+            #expect(await admitted(fleet))
+            let reset = ContinuousClock.now
+            client.reset()
+            // The provider's headers would come after 6 s.
+            #expect(await slotsBack(fleet, within: .seconds(4)), "the reset client's slot came back")
+            #expect(reset.duration(to: .now) < .seconds(4))
+            // The upstream call was cancelled (an attempt ends as `cancelled` only when its transfer was dropped).
+            #expect(await nodeInFlight(fleet) == 0, "the request ended")
+            #expect(await cancelledAttempts(fleet) == 1, "the upstream call was cancelled")
+            await audit(fleet, "reset while a plain call waits")
         }
     }
 
@@ -160,8 +202,9 @@ final class RawClient {
                 #expect(a?.status == 200 && body.contains("\"server_shutting_down\""), "error event: \(body.suffix(300))")
                 #expect(!body.contains("[DONE]"), "an ended stream is never presented as complete")
             }
-            // Settled by the node before it exited, not left to expire.
-            let audit = await fleet.audit(counters: false, settleWithin: .zero)
+            // Settled by the node before it exited, not left to expire: their slots free after the 1 s release
+            // grace of an attempt left mid-way (an unsettled lease would hold them for 30 s).
+            let audit = await fleet.audit(counters: false, settleWithin: .seconds(2))
             #expect(audit.isClean, "\(audit)")
         }
     }

@@ -10,7 +10,7 @@ import Prometheus
 struct AdminController: Sendable {
     let gateway: Gateway
 
-    func addRoutes(to router: Hummingbird.Router<BasicRequestContext>) {
+    func addRoutes(to router: Hummingbird.Router<GatewayRequestContext>) {
         router.get("/healthz") { _, _ in
             OpenAIController.json(status: .ok, "{\"status\":\"ok\"}", requestID: self.gateway.nextRequestID())
         }

@@ -13,7 +13,7 @@ import Prometheus
 struct OpenAIController: Sendable {
     let gateway: Gateway
 
-    func addRoutes(to router: Hummingbird.Router<BasicRequestContext>) {
+    func addRoutes(to router: Hummingbird.Router<GatewayRequestContext>) {
         router.post("/v1/**") { request, context in
             await self.route(request, context: context)
         }
@@ -48,18 +48,23 @@ struct OpenAIController: Sendable {
 
     // MARK: POST /v1/**
 
-    func route(_ request: Request, context: BasicRequestContext) async -> Response {
+    func route(_ request: Request, context: GatewayRequestContext) async -> Response {
         let started = ContinuousClock.now
         // A sane client `x-request-id` is the request's id (the client vouches for its uniqueness).
         let client = ClientHeaders(request.headers)
         let requestID = client.requestID ?? self.gateway.nextRequestID()
         let operation = context.parameters.getCatchAll().joined(separator: "/")
         self.gateway.metrics.inFlight.increment()
-        var log = RequestLog(requestID: requestID, operation: operation, started: started)
-        let response = await self.serve(request, operation: operation, requestID: requestID, client: client, log: &log)
+        // A client that goes away while the request waits (for a slot, for the provider's headers) cancels it.
+        let (handled, clientGone) = await ClientWatch.run(context.channel) { () -> (Response, RequestLog) in
+            var log = RequestLog(requestID: requestID, operation: operation, started: started)
+            let response = await self.serve(request, operation: operation, requestID: requestID, client: client, connection: context.channel, log: &log)
+            return (response, log)
+        }
+        let (response, log) = handled
         if !log.deferred {
             self.gateway.metrics.inFlight.decrement()
-            self.finish(log, status: Int(response.status.code))
+            self.finish(log, status: clientGone ? 499 : Int(response.status.code))
         }
         return response
     }
@@ -129,7 +134,9 @@ struct OpenAIController: Sendable {
         return self.gateway.keys.authenticate(presented)
     }
 
-    private func serve(_ request: Request, operation: String, requestID: String, client: ClientHeaders, log: inout RequestLog) async -> Response {
+    private func serve(
+        _ request: Request, operation: String, requestID: String, client: ClientHeaders, connection: (any Channel)?, log: inout RequestLog
+    ) async -> Response {
         // Authentication
         var key: GatewayConfiguration.Key?
         if self.gateway.keys.isEnabled {
@@ -218,7 +225,7 @@ struct OpenAIController: Sendable {
             case .events(let events):
                 guard let pending else { return Self.error(.upstream(status: 502, "The provider's stream could not be read."), requestID: requestID) }
                 log.deferred = true
-                return StreamRelay(controller: self, log: log, clientWantsUsage: parsed.clientWantsUsage).response(
+                return StreamRelay(controller: self, log: log, clientWantsUsage: parsed.clientWantsUsage, connection: connection).response(
                     events: events, pending: pending, headers: headers)
             }
         case .clientError(let response, let provider):

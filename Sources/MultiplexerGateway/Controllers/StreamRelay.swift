@@ -23,6 +23,9 @@ struct StreamRelay: Sendable {
     let controller: OpenAIController
     let log: OpenAIController.RequestLog
     let clientWantsUsage: Bool
+    /// The client's connection: the watchdog ends the relay within a second of it closing (a reset while
+    /// the provider is silent is otherwise seen only at the next write).
+    let connection: (any Channel)?
 
     /// Leases of long streams are renewed at most this far apart (and at least three times per lease).
     static let leaseRenewal: Duration = MultiplexerCore.Provider.leaseRenewal
@@ -51,7 +54,7 @@ struct StreamRelay: Sendable {
             group.addTask {
                 await owner.watch(
                     renewEvery: renewEvery, lease: lease, writeTimeout: writeTimeout, task: task, events: events,
-                    shutdownDeadline: { gateway.state.streamDeadline })
+                    shutdownDeadline: { gateway.state.streamDeadline }, connection: self.connection)
             }
             let outcome = await self.relay(events: events, owner: owner, writer: &writer)
             group.cancelAll()
@@ -206,7 +209,7 @@ struct RelayTask: @unchecked Sendable {
 /// The one owner of a stream's reservation, from the moment its response exists to its settlement.
 ///
 /// - ``settle(_:)`` settles exactly once, whichever path ends the stream first.
-/// - ``watch(renewEvery:lease:writeTimeout:task:events:shutdownDeadline:)`` renews the in-flight lease
+/// - ``watch(renewEvery:lease:writeTimeout:task:events:shutdownDeadline:connection:)`` renews the in-flight lease
 ///   while the stream is open (not when the client reads), cancels the relay when a write has made no
 ///   progress for the write timeout, and ends the upstream transfer at the node's shutdown deadline.
 /// - If the response is dropped before its body ever ran (the client reset its connection before the
@@ -265,9 +268,9 @@ final class StreamOwner: Sendable {
     /// shutdown deadline has passed, so that the relay sends `server_shutting_down` and settles.
     func watch(
         renewEvery: Duration, lease: Duration, writeTimeout: Duration, task: RelayTask?, events: SSEEventStream,
-        shutdownDeadline: @Sendable () -> ContinuousClock.Instant?
+        shutdownDeadline: @Sendable () -> ContinuousClock.Instant?, connection: (any Channel)? = nil
     ) async {
-        let tick = min(Duration.seconds(1), writeTimeout / 4)
+        let tick = min(ClientWatch.interval, writeTimeout / 4)
         var lastRenewal = ContinuousClock.now
         let limit = Self.nanoseconds(writeTimeout)
         while !Task.isCancelled {
@@ -279,6 +282,11 @@ final class StreamOwner: Sendable {
             if let deadline = shutdownDeadline(), ContinuousClock.now >= deadline, !self.shuttingDown {
                 self.state.withLock { $0.shuttingDown = true }
                 events.cancel()
+            }
+            if let connection, !connection.isActive {
+                // The client reset or closed its connection while nothing was being written.
+                task?.cancel()
+                return
             }
             let started = self.writeStarted.load(ordering: .relaxed)
             if started != 0, self.now() - started >= limit {

@@ -16,7 +16,7 @@ public import ServiceLifecycle
 public func buildApplication(
     gateway: Gateway, client: CurlClient, onServerRunning: (@Sendable (Int) async -> Void)? = nil
 ) -> some ApplicationProtocol {
-    let router = Hummingbird.Router(context: BasicRequestContext.self)
+    let router = Hummingbird.Router(context: GatewayRequestContext.self)
     router.add(middleware: DrainMiddleware(gateway: gateway))
     OpenAIController(gateway: gateway).addRoutes(to: router)
     AdminController(gateway: gateway).addRoutes(to: router)
@@ -38,7 +38,7 @@ public func buildApplication(
 /// closes idle connections (a request sent on one at that moment would fail after it was sent, and a
 /// balancer must not retry a POST then).
 struct DrainMiddleware: RouterMiddleware {
-    typealias Context = BasicRequestContext
+    typealias Context = GatewayRequestContext
     let gateway: Gateway
 
     func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
