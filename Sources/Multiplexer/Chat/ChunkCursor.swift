@@ -12,11 +12,11 @@ final class ChunkCursor: Sendable {
     private struct State {
         var iterator: SSEEventStream.AsyncIterator?
         var usage: TokenUsage?
-        var settled = false
     }
 
     private let state: Mutex<State>
-    private let pending: PendingSettlement
+    /// Settles once and renews (the owner the gateway's relay uses too).
+    private let owner: ReservationOwner
     private let entry: Multiplexer.Entry
     private let includeUsage: Bool
     private let jobSink: AsyncStream<Multiplexer.Job>.Continuation
@@ -29,35 +29,24 @@ final class ChunkCursor: Sendable {
         jobSink: AsyncStream<Multiplexer.Job>.Continuation, keeper: LeaseKeeper
     ) {
         self.state = Mutex(State(iterator: events.makeAsyncIterator()))
-        self.pending = pending
+        self.owner = ReservationOwner(pending) { pending in jobSink.yield(.settle(pending, .abandoned)) }
         self.entry = entry
         self.includeUsage = includeUsage
         self.jobSink = jobSink
         self.keeper = keeper
-        self.keeperToken = keeper.register(pending)
+        self.keeperToken = keeper.register(self.owner)
     }
 
     deinit {
-        let unsettled = self.state.withLock { s -> Bool in
-            defer { s.settled = true }
-            return !s.settled
-        }
         self.keeper.unregister(self.keeperToken)
         // Dropped before its end: the reservation is released by run()'s job loop (no await in deinit).
-        if unsettled { self.jobSink.yield(.settle(self.pending, .abandoned)) }
+        if let pending = self.owner.claim() { self.jobSink.yield(.settle(pending, .abandoned)) }
     }
 
     private func settle(_ result: SettlementResult) async {
-        let first = self.state.withLock { s -> Bool in
-            defer {
-                s.settled = true
-                s.iterator = nil
-            }
-            return !s.settled
-        }
-        guard first else { return }
+        self.state.withLock { $0.iterator = nil }
         self.keeper.unregister(self.keeperToken)
-        await self.pending.settle(result)
+        await self.owner.settle(result)
     }
 
     private func broken(_ message: String, underlying: (any Error)? = nil) -> MultiplexerError {

@@ -8,16 +8,16 @@ import Synchronization
 final class LeaseKeeper: Sendable {
     private struct State {
         var next: UInt64 = 0
-        var open: [UInt64: PendingSettlement] = [:]
+        var open: [UInt64: ReservationOwner] = [:]
     }
 
     private let state = Mutex(State())
 
     /// Registers a stream's reservation; the token unregisters it.
-    func register(_ pending: PendingSettlement) -> UInt64 {
+    func register(_ owner: ReservationOwner) -> UInt64 {
         self.state.withLock { s in
             s.next += 1
-            s.open[s.next] = pending
+            s.open[s.next] = owner
             return s.next
         }
     }
@@ -39,8 +39,8 @@ final class LeaseKeeper: Sendable {
             }
             let open = self.state.withLock { Array($0.open.values) }
             await withDiscardingTaskGroup { group in
-                for p in open {
-                    group.addTask { try? await p.renewLease(for: Provider.lease) }
+                for owner in open {
+                    group.addTask { await owner.renew(for: Provider.lease) }
                 }
             }
         }

@@ -216,10 +216,11 @@ struct RelayTask: @unchecked Sendable {
 ///   head could be written), `deinit` settles it as abandoned, counts it and logs the request (status 499).
 ///   A stream whose body ran and still reaches `deinit` unsettled is a bug: it is logged at error.
 final class StreamOwner: Sendable {
-    let pending: PendingSettlement
+    /// Settles once and renews (shared with the library's streams).
+    let reservation: ReservationOwner
+    var pending: PendingSettlement { self.reservation.pending }
     private let relay: StreamRelay
     private struct State {
-        var settled = false
         var started = false
         var timedOut = false
         var shuttingDown = false
@@ -230,11 +231,16 @@ final class StreamOwner: Sendable {
     private let origin = ContinuousClock.now
 
     init(pending: PendingSettlement, relay: StreamRelay) {
-        self.pending = pending
+        let logger = relay.controller.gateway.logger, requestID = relay.log.requestID
+        self.reservation = ReservationOwner(pending) { pending in
+            // StreamOwner's deinit claims it first; reaching this means a path lost the owner unsettled.
+            logger.error("a stream's reservation was released unsettled: settling it as abandoned", metadata: ["request.id": .string(requestID)])
+            Task { await pending.settle(.abandoned) }
+        }
         self.relay = relay
     }
 
-    var isSettled: Bool { self.state.withLock { $0.settled } }
+    var isSettled: Bool { self.reservation.isSettled }
     var timedOut: Bool { self.state.withLock { $0.timedOut } }
     /// The watchdog ended the upstream transfer because the node is shutting down.
     var shuttingDown: Bool { self.state.withLock { $0.shuttingDown } }
@@ -243,11 +249,7 @@ final class StreamOwner: Sendable {
 
     /// Settles the reservation unless it already is.
     func settle(_ result: SettlementResult) async {
-        let first = self.state.withLock { s in
-            defer { s.settled = true }
-            return !s.settled
-        }
-        if first { await self.pending.settle(result) }
+        await self.reservation.settle(result)
     }
 
     /// Writes `buffer` (or finishes the body for `nil`), timing the write for the watchdog.
@@ -271,14 +273,10 @@ final class StreamOwner: Sendable {
         shutdownDeadline: @Sendable () -> ContinuousClock.Instant?, connection: (any Channel)? = nil
     ) async {
         let tick = min(ClientWatch.interval, writeTimeout / 4)
-        var lastRenewal = ContinuousClock.now
         let limit = Self.nanoseconds(writeTimeout)
         while !Task.isCancelled {
             do { try await Task.sleep(for: tick) } catch { return }
-            if lastRenewal.duration(to: .now) >= renewEvery {
-                lastRenewal = .now
-                try? await self.pending.renewLease(for: lease)
-            }
+            await self.reservation.renew(every: renewEvery, for: lease)
             if let deadline = shutdownDeadline(), ContinuousClock.now >= deadline, !self.shuttingDown {
                 self.state.withLock { $0.shuttingDown = true }
                 events.cancel()
@@ -298,9 +296,8 @@ final class StreamOwner: Sendable {
     }
 
     deinit {
-        let (settled, started) = self.state.withLock { ($0.settled, $0.started) }
-        guard !settled else { return }
-        let pending = self.pending
+        let started = self.state.withLock { $0.started }
+        guard let pending = self.reservation.claim() else { return }
         let relay = self.relay
         if started {
             relay.controller.gateway.logger.error(
