@@ -193,7 +193,7 @@ struct RedisScripts: Sendable {
         """
 
     /// Admission. ARGV: prefix, reservation id (made by the node, see ``idBlockBody``), the epoch the node
-    /// knows (`{ns}:epoch`), the node's id (never *quiet* to itself), key name ('' none), key rpm, key tpm, tier wait ms (-1 none), n, then n ×
+    /// knows (`{ns}:fleet` `epoch`), the node's id (for `MONITOR`: which node admitted), key name ('' none), key rpm, key tpm, tier wait ms (-1 none), n, then n ×
     /// (provider, tier 0|1, rpm, rpd, tpm, tpd, max concurrent, tokens, lease ms); -1 = no limit.
     ///
     /// Returns {1, id, index, key remaining requests, key remaining tokens, use} | {2, wait ms, use} |
@@ -205,20 +205,19 @@ struct RedisScripts: Sendable {
     /// an admitted candidate's use includes this admission.
     static let admitBody = """
             local id = ARGV[2]
-            local epoch = redis.call('GET', P .. 'epoch')
+            -- the data set's epoch, and the live and quiet node counts the last heartbeat found: nodes gone
+            -- quiet (heartbeat 3–10 s old) may be serving on their degraded shares without Redis, so each
+            -- one's share of every limit counts as used until it is back and has written its admissions
+            local fleet = redis.call('HMGET', P .. 'fleet', 'epoch', 'live', 'quiet')
+            local epoch = fleet[1]
             if epoch == false or epoch ~= ARGV[3] then return {6, epoch or ''} end
             local bk, bo = settled_bit(id)
             if bk == nil then return redis.error_reply('admit: reservation id is not a number: ' .. id) end
             if redis.call('GETBIT', bk, bo) == 1 then return {5} end
             local now = clock()
-            -- nodes gone quiet (heartbeat 3–10 s old) may be serving on their degraded shares without Redis:
-            -- each one's share of every limit counts as used until it is back and has written its admissions
-            local live = redis.call('ZCOUNT', P .. 'nodes', now - 10000, '+inf')
-            local missing = redis.call('ZCOUNT', P .. 'nodes', now - 10000, now - \(Self.quietNodeMs))
-            local own = redis.call('ZSCORE', P .. 'nodes', ARGV[4])
-            if own and tonumber(own) > now - 10000 and tonumber(own) <= now - \(Self.quietNodeMs) then missing = missing - 1 end
+            local live, missing = tonumber(fleet[2] or '0'), tonumber(fleet[3] or '0')
             local function held(limit)
-              if missing == 0 or limit < 0 then return limit end
+              if missing <= 0 or live < 1 or limit < 0 then return limit end
               return limit - missing * math.floor(limit / live)
             end
             local keyName = ARGV[5]
@@ -336,7 +335,8 @@ struct RedisScripts: Sendable {
             """
 
     /// A node whose heartbeat is older than this (but younger than the 10 s liveness) is *quiet*: it may be
-    /// cut off from Redis and serving on its degraded share, so admission counts that share as used.
+    /// cut off from Redis and serving on its degraded share, so admission counts that share as used. Every
+    /// heartbeat recounts the quiet nodes into `{ns}:fleet`, so admission reads one hash, not the node set.
     static let quietNodeMs = 3000
 
     /// A block of 2^20 reservation ids for one node. ARGV: prefix. Returns the block number `b`; the node
@@ -402,11 +402,11 @@ struct RedisScripts: Sendable {
     /// not in flight)). Each admission enters the windows it counts in, with its admission time, unless
     /// that time has left the window; one still in flight also gets a lease, unless it has been settled.
     /// Idempotent per id (a batch whose reply was lost is sent again). Sets `{ns}:schema` and
-    /// `{ns}:epoch` if they are missing (Redis lost its data, or this is the first node); returns the epoch.
+    /// `{ns}:fleet`'s `epoch` if they are missing (Redis lost its data, or this is the first node); returns the epoch.
     static let restoreBody = """
             local now = clock()
             local F = \(Self.restoreFields)
-            local keys = {P .. 'schema', P .. 'epoch'}
+            local keys = {P .. 'schema', P .. 'fleet'}
             for i = 4, #ARGV, F do
               local pp = P .. 'provider:' .. ARGV[i + 1] .. ':'
               for _, w in ipairs({'rpm', 'rpd', 'tpm', 'tpd', 'tpm:amounts', 'tpd:amounts', 'inflight'}) do keys[#keys + 1] = pp .. w end
@@ -417,7 +417,7 @@ struct RedisScripts: Sendable {
             end
             touch(keys)
             redis.call('SET', P .. 'schema', ARGV[2], 'NX')
-            redis.call('SET', P .. 'epoch', ARGV[3], 'NX')
+            redis.call('HSETNX', P .. 'fleet', 'epoch', ARGV[3])
             local function req(k, w, id, t)
               if t > now - w then
                 redis.call('ZADD', k, t, id)
@@ -454,7 +454,7 @@ struct RedisScripts: Sendable {
                 if bk ~= nil and redis.call('GETBIT', bk, bo) == 0 then redis.call('ZADD', pp .. 'inflight', now + lease, id) end
               end
             end
-            return redis.call('GET', P .. 'epoch')
+            return redis.call('HGET', P .. 'fleet', 'epoch')
             """
 
     /// How long the slot of an attempt left mid-way (``MultiplexerCore/SettlementResult/abandoned``,
@@ -639,13 +639,17 @@ struct RedisScripts: Sendable {
             return 2
             """
 
-    /// Heartbeat. ARGV: prefix, node id. Returns {live nodes (seen within 10 s), epoch | ''}.
+    /// Heartbeat. ARGV: prefix, node id. Records the live node count and the *quiet* ones (heartbeat
+    /// 3–10 s old) in `{ns}:fleet` for admissions to read. Returns {live nodes (seen within 10 s), epoch | ''}.
     static let heartbeatBody = """
             local now = clock()
             local k = P .. 'nodes'
             redis.call('ZADD', k, now, ARGV[2])
             redis.call('ZREMRANGEBYSCORE', k, '-inf', now - 10000)
-            return {redis.call('ZCARD', k), redis.call('GET', P .. 'epoch') or ''}
+            local live = redis.call('ZCARD', k)
+            local quiet = redis.call('ZCOUNT', k, '-inf', now - \(Self.quietNodeMs))
+            redis.call('HSET', P .. 'fleet', 'live', live, 'quiet', quiet)
+            return {live, redis.call('HGET', P .. 'fleet', 'epoch') or ''}
             """
 
     /// A model-group event with no settlement. ARGV: prefix, model, fallback 0|1, exhausted 0|1.
