@@ -133,6 +133,26 @@ struct ConfigurationTests {
         }
     }
 
+    @Test func passthroughListsOperationsAndRefusesAnyOtherShape() throws {
+        let models = """
+            providers:
+              - { name: a, base_url: "http://127.0.0.1:9000/v1", model: m }
+            models:
+              - { name: m, primary: [{ provider: a }] }
+            """
+        #expect(try ConfigurationLoader.parse(yaml: models, environment: [:]).server.passthrough.contains("responses"))
+        let set = try ConfigurationLoader.parse(yaml: "server:\n  passthrough: [responses, images/generations]\n" + models, environment: [:])
+        #expect(set.server.passthrough == ["responses", "images/generations"])
+        for bad in ["../admin", "Files", "a//b", "/responses", "x?y"] {
+            #expect {
+                try ConfigurationLoader.parse(yaml: "server:\n  passthrough: [\"\(bad)\"]\n" + models, environment: [:])
+            } throws: { error in
+                guard let e = error as? ConfigurationError else { return false }
+                return e.problems.map(\.description).contains { $0.hasPrefix("line 2: ") && $0.contains("server.passthrough[0]: ") }
+            }
+        }
+    }
+
     @Test func forwardClientHeadersIsOffUnlessSetAndReportsABadValueWithItsPathAndLine() throws {
         let c = try ConfigurationLoader.parse(yaml: """
             providers:

@@ -29,7 +29,12 @@ struct GatewayRouteTests {
         ("systemone", #"{"model":"m","state":{},"questions":{"q":"?"}}"#, "chat.completion"),
     ])
     func otherOperationsAreRoutedToo(_ operation: String, _ body: String, _ object: String) async throws {
-        try await GatewayFixture.with(mocks: Self.two, yaml: { gatewayYAML($0, primary: [("a", 1)]) }) { f in
+        // An operation outside chat/completions, completions and embeddings is routed once `server.passthrough` lists it.
+        let yaml: @Sendable ([String: Int]) -> String = {
+            gatewayYAML($0, primary: [("a", 1)]).replacingOccurrences(
+                of: "server: { host: 127.0.0.1, port: 0 }", with: "server: { host: 127.0.0.1, port: 0, passthrough: [systemone, responses] }")
+        }
+        try await GatewayFixture.with(mocks: Self.two, yaml: yaml) { f in
             let r = try await f.request("/v1/\(operation)", body: body)
             #expect(r.status == 200, "\(r.text)")
             #expect(r.json?["object"] == .string(object))

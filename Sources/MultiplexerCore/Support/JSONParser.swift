@@ -35,14 +35,19 @@ public struct JSONParser {
     private var i = 0
     private var depth = 0
     private var members: [Member] = []
+    private var rejectDuplicates = false
 
     private init(_ bytes: [UInt8]) {
         self.b = bytes
     }
 
     /// Parses a whole document.
-    public static func parse(_ bytes: [UInt8]) throws(SyntaxError) -> Document {
+    ///
+    /// - Parameter rejectingDuplicateKeys: throw at an object that names a member twice, at any depth (a
+    ///   client body whose `{"model": "a", "model": "b"}` a provider might read differently than the gateway).
+    public static func parse(_ bytes: [UInt8], rejectingDuplicateKeys: Bool = false) throws(SyntaxError) -> Document {
         var p = JSONParser(bytes)
+        p.rejectDuplicates = rejectingDuplicateKeys
         p.skipWhitespace()
         let v = try p.value()
         p.skipWhitespace()
@@ -278,7 +283,10 @@ public struct JSONParser {
             let valueStart = self.i
             let v = try self.value()
             if topLevel { self.members.append(Member(key: key, range: keyStart..<self.i, valueRange: valueStart..<self.i)) }
-            out[key] = v
+            if out.updateValue(v, forKey: key) != nil, self.rejectDuplicates {
+                self.i = keyStart
+                throw self.error("duplicate member name")
+            }
             self.skipWhitespace()
             guard self.i < self.b.count else { throw self.error("unexpected end of input") }
             if self.b[self.i] == UInt8(ascii: ",") {

@@ -30,12 +30,15 @@ struct KeyAuthenticator: Sendable {
     }
 
     /// Extracts the key from `Authorization: Bearer <key>` or `api-key: <key>`.
-    static func presentedKey(authorization: String?, apiKey: String?) -> String? {
+    /// The key a client presents: `Authorization: Bearer`, else `api-key` (Azure clients), else `x-api-key`
+    /// (Anthropic clients).
+    static func presentedKey(authorization: String?, apiKey: String?, xAPIKey: String? = nil) -> String? {
         if let a = authorization {
             let t = a.trimmingBlanks()
             if t.count > 7, t.prefix(7).lowercased() == "bearer " { return String(t.dropFirst(7).trimmingBlanks()) }
         }
         if let k = apiKey?.trimmingBlanks(), !k.isEmpty { return String(k) }
+        if let k = xAPIKey?.trimmingBlanks(), !k.isEmpty { return String(k) }
         return nil
     }
 

@@ -131,6 +131,17 @@ private final class Walker {
         if let n = m.take("client_write_timeout_seconds") {
             s.clientWriteTimeout = self.seconds(n, path + ".client_write_timeout_seconds") ?? s.clientWriteTimeout
         }
+        if let n = m.take("passthrough") {
+            let items = self.list(n, path + ".passthrough")
+            s.passthrough = items.compactMap { item in
+                guard let op = self.string(item.node, item.path, nonEmpty: true) else { return nil }
+                guard PathRules.isValidOperation(op) else {
+                    self.fail(item.path, item.node, "must be an operation path like 'responses' or 'images/generations' ([a-z0-9_-] segments), got '\(op.prefix(100))'")
+                    return nil
+                }
+                return op
+            }
+        }
         m.finish()
         return s
     }

@@ -17,6 +17,9 @@ public struct GatewayConfiguration: Sendable, CustomStringConvertible {
         /// when the gateway's writes stop making progress) is disconnected, its upstream transfer cancelled and
         /// its reservation settled.
         public var clientWriteTimeout: Duration = .seconds(30)
+        /// `passthrough`: `POST /v1/<op>` routed by the body's `model` besides chat/completions, completions and
+        /// embeddings; any other `/v1` path answers 404 `unknown_route`.
+        public var passthrough: [String] = ["responses", "messages", "moderations", "rerank", "images/generations", "audio/speech"]
         public init() {}
     }
 

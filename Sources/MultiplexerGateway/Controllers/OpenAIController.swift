@@ -20,6 +20,29 @@ struct OpenAIController: Sendable {
         router.get("/v1/models") { request, context in
             self.models(request)
         }
+        router.get("/v1/models/**") { request, context in
+            self.model(request, id: context.parameters.getCatchAll().joined(separator: "/"))
+        }
+    }
+
+    // MARK: GET /v1/models/{id}
+
+    /// One model object; `{id}` may hold `/` (`meta-llama/Llama-3.3-70B`); an alias answers with its own id.
+    func model(_ request: Request, id: String) -> Response {
+        let requestID = ClientHeaders(request.headers).requestID ?? self.gateway.nextRequestID()
+        var key: GatewayConfiguration.Key?
+        if self.gateway.keys.isEnabled {
+            guard let k = self.authenticate(request) else { return Self.error(.invalidAPIKey(), requestID: requestID) }
+            key = k
+        }
+        guard id.utf8.count <= OpenAIRequest.maxModelBytes,
+            let g = self.gateway.table.groups.first(where: { $0.name == id || $0.aliases.contains(id) }),
+            key?.models.map({ $0.contains(g.name) }) ?? true
+        else { return Self.error(.modelNotFound(id.utf8.count <= OpenAIRequest.maxModelBytes ? id : nil), requestID: requestID) }
+        var out = "{\"id\":"
+        JSONValue.writeString(id, into: &out)
+        out += ",\"object\":\"model\",\"created\":0,\"owned_by\":\"multiplexer\"}"
+        return Self.json(status: .ok, out, requestID: requestID)
     }
 
     // MARK: GET /v1/models
@@ -126,10 +149,36 @@ struct OpenAIController: Sendable {
         return line
     }
 
+    /// 400 `request_too_large_for_limits` when the request's reservation exceeds a limit on every candidate
+    /// (or its client key's token limit): it could wait forever and never be admitted.
+    func neverAdmitted(_ parsed: OpenAIRequest, group: ModelGroup, key: GatewayConfiguration.Key?) -> OpenAIError? {
+        let members = group.primary + group.fallback
+        guard !members.isEmpty else { return nil }
+        var smallest = Int.max
+        for m in members {
+            guard let p = self.gateway.table.providers[m.provider] else { continue }
+            let tokens = parsed.cost.tokens(on: p)
+            smallest = min(smallest, tokens)
+            let l = p.limits
+            let exceeds =
+                (l.tpm.map { tokens > $0 } ?? false) || (l.tpd.map { tokens > $0 } ?? false) || (l.rpm.map { $0 < 1 } ?? false)
+                || (l.rpd.map { $0 < 1 } ?? false) || (l.maxConcurrent.map { $0 < 1 } ?? false) || (key?.limits.tpm.map { tokens > $0 } ?? false)
+            if !exceeds { return nil }
+        }
+        return OpenAIError(
+            status: 400,
+            message: "The request reserves \(smallest) tokens (prompt + max_tokens), more than a token limit of every provider of '\(group.name)' (or of your key) allows; lower max_tokens or shorten the prompt.",
+            type: "invalid_request_error", code: "request_too_large_for_limits", param: "max_tokens")
+    }
+
+    static let apiKeyHeader = HTTPField.Name("api-key")!
+    static let xAPIKeyHeader = HTTPField.Name("x-api-key")!
+
     private func authenticate(_ request: Request) -> GatewayConfiguration.Key? {
         guard
             let presented = KeyAuthenticator.presentedKey(
-                authorization: request.headers[.authorization], apiKey: request.headers[HTTPField.Name("api-key")!])
+                authorization: request.headers[.authorization], apiKey: request.headers[Self.apiKeyHeader],
+                xAPIKey: request.headers[Self.xAPIKeyHeader])
         else { return nil }
         return self.gateway.keys.authenticate(presented)
     }
@@ -144,8 +193,13 @@ struct OpenAIController: Sendable {
             key = k
             log.key = k.name
         }
-        guard !operation.isEmpty, operation.utf8.allSatisfy({ $0 > 0x20 && $0 != UInt8(ascii: "?") }) else {
-            return Self.error(OpenAIError(status: 404, message: "Unknown route.", type: "invalid_request_error", code: "not_found"), requestID: requestID)
+        // Path rules, then the operations this gateway routes: nothing else reaches a provider with its key.
+        let rawPath = request.uri.description.split(separator: "?", maxSplits: 1, omittingEmptySubsequences: false).first ?? ""
+        if let why = PathRules.refusal(rawPath: rawPath) {
+            return Self.error(.invalidRequest("The request path has \(why); it is refused.", param: nil, code: "invalid_path"), requestID: requestID)
+        }
+        guard PathRules.routed.contains(operation) || self.gateway.configuration.server.passthrough.contains(operation) else {
+            return Self.error(.unknownRoute(method: "POST", path: "/v1/" + operation), requestID: requestID)
         }
         // Body
         if let ct = request.headers[.contentType], !ct.lowercased().hasPrefix("application/json") {
@@ -177,6 +231,8 @@ struct OpenAIController: Sendable {
         if let key, let allowed = key.models, !allowed.contains(group.name) {
             return Self.error(.modelNotAllowed(parsed.model ?? group.name), requestID: requestID)
         }
+        // A request no candidate could ever admit gets a 400, not a 429 whose Retry-After never comes true.
+        if let e = self.neverAdmitted(parsed, group: group, key: key) { return Self.error(e, requestID: requestID) }
         // Route
         var upstream = OpenAIUpstreamRequest(path: operation, stream: parsed.stream) { provider in
             parsed.upstreamBody(model: provider.model, includeUsage: parsed.stream)

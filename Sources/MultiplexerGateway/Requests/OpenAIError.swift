@@ -17,6 +17,17 @@ struct OpenAIError: Error, Sendable {
         OpenAIError(status: 400, message: message, type: "invalid_request_error", code: code, param: param)
     }
 
+    /// 404 `unknown_route`: a path the gateway does not serve (the path is cut to 200 characters).
+    static func unknownRoute(method: String, path: String) -> OpenAIError {
+        OpenAIError(status: 404, message: "Unknown route: \(method) \(path.prefix(200)).", type: "invalid_request_error", code: "unknown_route")
+    }
+
+    /// 405 `method_not_allowed`: a path the gateway serves, with another method.
+    static func methodNotAllowed(method: String, path: String) -> OpenAIError {
+        OpenAIError(
+            status: 405, message: "\(method) is not allowed on \(path.prefix(200)).", type: "invalid_request_error", code: "method_not_allowed")
+    }
+
     static func invalidAPIKey() -> OpenAIError {
         OpenAIError(
             status: 401, message: "Incorrect API key provided. Send it as 'Authorization: Bearer <key>' or 'api-key: <key>'.",

@@ -19,12 +19,15 @@ struct OpenAIRequest: Sendable {
     /// Parses and validates `body` for `operation`.
     ///
     /// - Throws: ``OpenAIError`` 400 `invalid_request_error` naming the offending parameter.
+    /// The longest `model` accepted (ARCHITECTURE §6): never echoed at any length in errors or logs.
+    static let maxModelBytes = 256
+
     init(operation: String, body: [UInt8]) throws(OpenAIError) {
         self.operation = operation
         self.body = body
         let doc: JSONParser.Document
         do {
-            doc = try JSONParser.parse(body)
+            doc = try JSONParser.parse(body, rejectingDuplicateKeys: true)
         } catch {
             throw OpenAIError.invalidRequest("We could not parse the JSON body of your request (\(error)). Send a JSON object.", param: nil)
         }
@@ -35,7 +38,11 @@ struct OpenAIRequest: Sendable {
         let v = doc.value
         switch v["model"] {
         case nil, .null?: self.model = nil
-        case .string(let s)?: self.model = s
+        case .string(let s)?:
+            guard s.utf8.count <= Self.maxModelBytes else {
+                throw OpenAIError.invalidRequest("'model' is longer than \(Self.maxModelBytes) bytes.", param: "model")
+            }
+            self.model = s
         default: throw OpenAIError.invalidRequest("'model' must be a string.", param: "model")
         }
         switch v["stream"] {

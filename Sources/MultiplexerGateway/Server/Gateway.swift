@@ -78,12 +78,18 @@ public final class Gateway: Sendable {
     }
 }
 
-/// Request ids: `<node>-<time base36>-<counter>`.
+/// Request ids: `req-<node>-<process start, base 36>-<counter, base 36>`, unique across the fleet (node ids
+/// are) and across restarts of one node (the start time). The node id is cut to 64 characters of
+/// `[A-Za-z0-9._-]`.
 final class RequestIDs: Sendable {
     private let counter = Atomic<UInt64>(0)
+    private let start = String(UInt64(Date().timeIntervalSince1970 * 1000), radix: 36)
     func next(node: String) -> String {
         let n = self.counter.add(1, ordering: .relaxed).newValue
-        return "req-\(String(UInt64(Date().timeIntervalSince1970 * 1000), radix: 36))-\(String(n, radix: 36))"
+        let safe = String(String.UnicodeScalarView(node.unicodeScalars.prefix(64).filter {
+            $0.isASCII && ($0.properties.isAlphabetic || ("0"..."9").contains($0) || $0 == "." || $0 == "_" || $0 == "-")
+        }))
+        return "req-\(safe)-\(self.start)-\(String(n, radix: 36))"
     }
 }
 

@@ -17,6 +17,7 @@ public func buildApplication(
     gateway: Gateway, client: CurlClient, onServerRunning: (@Sendable (Int) async -> Void)? = nil
 ) -> some ApplicationProtocol {
     let router = Hummingbird.Router(context: GatewayRequestContext.self)
+    router.add(middleware: RouteErrorMiddleware(gateway: gateway))
     router.add(middleware: DrainMiddleware(gateway: gateway))
     OpenAIController(gateway: gateway).addRoutes(to: router)
     AdminController(gateway: gateway).addRoutes(to: router)
@@ -45,6 +46,36 @@ struct DrainMiddleware: RouterMiddleware {
         var response = try await next(request, context)
         if self.gateway.state.current == .draining { response.headers[.connection] = "close" }
         return response
+    }
+}
+
+/// A request no route matches gets an OpenAI-shaped error with an `x-request-id` (ARCHITECTURE §6), not
+/// the router's empty 404: 405 `method_not_allowed` on a path the gateway serves with another method
+/// (`GET /v1/chat/completions`, `POST /v1/models`), else 404 `unknown_route`.
+struct RouteErrorMiddleware: RouterMiddleware {
+    typealias Context = GatewayRequestContext
+    let gateway: Gateway
+
+    func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
+        do {
+            return try await next(request, context)
+        } catch let error as HTTPError where error.status == .notFound || error.status == .methodNotAllowed {
+            let requestID = ClientHeaders(request.headers).requestID ?? self.gateway.nextRequestID()
+            let path = String(request.uri.path.prefix(200))
+            let method = request.method.rawValue
+            let e = self.serves(path) ? OpenAIError.methodNotAllowed(method: method, path: path) : OpenAIError.unknownRoute(method: method, path: path)
+            return OpenAIController.error(e, requestID: requestID)
+        }
+    }
+
+    /// Whether some method of `path` is served.
+    func serves(_ path: String) -> Bool {
+        let fixed: Set<String> = ["/v1/models", "/healthz", "/readyz", "/metrics", "/admin/stats"]
+        if fixed.contains(path) || path.hasPrefix("/v1/models/") { return true }
+        if path.hasPrefix("/admin/providers/") && path.hasSuffix("/cooldown") { return true }
+        guard path.hasPrefix("/v1/") else { return false }
+        let op = String(path.dropFirst(4))
+        return PathRules.routed.contains(op) || self.gateway.configuration.server.passthrough.contains(op)
     }
 }
 
