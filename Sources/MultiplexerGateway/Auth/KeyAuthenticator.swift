@@ -1,6 +1,7 @@
 import MultiplexerCore
 
-/// Matches a presented client key (`Authorization: Bearer …` or `api-key: …`) against the configured keys.
+/// Matches a presented client key (`Authorization: Bearer …`, `api-key: …` or `x-api-key: …`) against the
+/// configured keys.
 ///
 /// Keys are kept only as SHA-256 digests; a lookup hashes the presented key and compares digests in
 /// constant time, so neither plain keys nor timing reveal anything.
@@ -29,7 +30,6 @@ struct KeyAuthenticator: Sendable {
         return found
     }
 
-    /// Extracts the key from `Authorization: Bearer <key>` or `api-key: <key>`.
     /// The key a client presents: `Authorization: Bearer`, else `api-key` (Azure clients), else `x-api-key`
     /// (Anthropic clients).
     static func presentedKey(authorization: String?, apiKey: String?, xAPIKey: String? = nil) -> String? {
