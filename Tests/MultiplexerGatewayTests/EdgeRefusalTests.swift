@@ -1,6 +1,7 @@
 import Foundation
 import MultiplexerCore
 import MultiplexerMockProvider
+import MultiplexerTestSupport
 import Testing
 
 #if canImport(Glibc)
@@ -12,9 +13,7 @@ import Glibc
 /// blocking socket calls run on a thread of their own, never on the cooperative pool the in-process
 /// gateway needs.
 func rawExchange(port: Int, _ request: String, timeout: Int = 10) async throws -> (status: Int, headers: [String: String], body: String) {
-    try await withCheckedThrowingContinuation { c in
-        Thread.detachNewThread { c.resume(with: Result { try blockingExchange(port: port, request, timeout: timeout) }) }
-    }
+    try await offCooperativePool { try blockingExchange(port: port, request, timeout: timeout) }
 }
 
 private func blockingExchange(port: Int, _ request: String, timeout: Int) throws -> (status: Int, headers: [String: String], body: String) {
@@ -40,16 +39,8 @@ private func blockingExchange(port: Int, _ request: String, timeout: Int) throws
         if n <= 0 { break }
         data += chunk[0..<n]
     }
-    let text = String(decoding: data, as: UTF8.self)
-    guard let split = text.range(of: "\r\n\r\n") else { return (0, [:], text) }
-    let head = text[..<split.lowerBound].split(separator: "\r\n")
-    let status = head.first.flatMap { Int($0.split(separator: " ").dropFirst().first ?? "") } ?? 0
-    var headers: [String: String] = [:]
-    for line in head.dropFirst() {
-        guard let colon = line.firstIndex(of: ":") else { continue }
-        headers[line[..<colon].lowercased()] = line[line.index(after: colon)...].trimmingCharacters(in: .whitespaces)
-    }
-    return (status, headers, String(text[split.upperBound...]))
+    let r = RawHTTPResponse(parsing: String(decoding: data, as: UTF8.self))
+    return (r.status, r.headers, r.body)
 }
 
 /// What the edge refuses before any routing (ARCHITECTURE §6), sent on raw sockets; each answer is

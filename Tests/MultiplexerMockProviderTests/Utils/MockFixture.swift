@@ -60,14 +60,7 @@ enum Curl {
 
     /// Splits `curl -i` output.
     static func parse(_ text: String) -> (status: Int, headers: [String: String], body: String) {
-        guard let split = text.range(of: "\r\n\r\n") else { return (0, [:], text) }
-        let lines = text[..<split.lowerBound].split(separator: "\r\n")
-        let status = lines.first.flatMap { Int($0.split(separator: " ").dropFirst().first ?? "") } ?? 0
-        var headers: [String: String] = [:]
-        for line in lines.dropFirst() {
-            guard let colon = line.firstIndex(of: ":") else { continue }
-            headers[line[..<colon].lowercased()] = line[line.index(after: colon)...].trimmingCharacters(in: .whitespaces)
-        }
-        return (status, headers, String(text[split.upperBound...]))
+        let r = RawHTTPResponse(parsing: text)
+        return (r.status, r.headers, r.body)
     }
 }
