@@ -905,6 +905,11 @@ public final class RedisQuotaStore: QuotaStore {
             l.recovering = true
             return true
         }) else { return }
+        await self.recover()
+    }
+
+    /// The recovery itself; the caller has set `recovering`, which this clears (waking the waiters).
+    private func recover() async {
         defer {
             let waiters = self.local.withLock { l -> [CheckedContinuation<Void, Never>] in
                 l.recovering = false
@@ -921,15 +926,21 @@ public final class RedisQuotaStore: QuotaStore {
     /// Recovers, or waits for the recovery another task is running (bounded by Redis's timeouts), so
     /// admissions racing at start or after Redis lost its data do not all fall back to local shares.
     private func recoverOrWait() async {
+        var runs = false
         await withCheckedContinuation { (c: CheckedContinuation<Void, Never>) in
+            // One decision under the lock: wait for the recovery in progress, or be the one that runs it.
             let waiting = self.local.withLock { l -> Bool in
-                guard l.recovering else { return false }
-                l.recoveryWaiters.append(c)
-                return true
+                if l.recovering {
+                    l.recoveryWaiters.append(c)
+                    return true
+                }
+                l.recovering = true
+                return false
             }
+            runs = !waiting
             if !waiting { c.resume() }
         }
-        await self.replayBuffered()
+        if runs { await self.recover() }
     }
 
     private func cancelLost() async -> Bool {

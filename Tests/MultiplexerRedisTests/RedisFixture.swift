@@ -12,14 +12,33 @@ struct RedisFixture {
         self.server = try RedisServer(persistent: persistent)
     }
 
-    /// `ZCARD` of a key of the fixture's namespace (`provider:p:rpm` …).
-    func zcard(_ key: String) throws -> Int {
-        Int(try self.server.rawCLI(["ZCARD", "{\(self.namespace)}:\(key)"]).trimmingCharacters(in: .whitespacesAndNewlines)) ?? -1
+    /// `ZCARD` of a key of the fixture's namespace (`provider:p:rpm` …). Like every call that starts a
+    /// process or waits for one, it runs off the cooperative pool, which the stores under test need.
+    func zcard(_ key: String) async throws -> Int {
+        Int(try await self.cli(["ZCARD", "{\(self.namespace)}:\(key)"]).trimmingCharacters(in: .whitespacesAndNewlines)) ?? -1
     }
 
     /// The `_sum` of a token window (`provider:p:tpm` …).
-    func tokenSum(_ key: String) throws -> Int {
-        Int(try self.server.rawCLI(["HGET", "{\(self.namespace)}:\(key):amounts", "_sum"]).trimmingCharacters(in: .whitespacesAndNewlines)) ?? 0
+    func tokenSum(_ key: String) async throws -> Int {
+        Int(try await self.cli(["HGET", "{\(self.namespace)}:\(key):amounts", "_sum"]).trimmingCharacters(in: .whitespacesAndNewlines)) ?? 0
+    }
+
+    /// `redis-cli --raw` against the fixture's server, off the cooperative pool.
+    func cli(_ args: [String]) async throws -> String {
+        let server = self.server
+        return try await offCooperativePool { try server.rawCLI(args) }
+    }
+
+    /// Stops the server (off the cooperative pool: a SIGTERM waits for Redis to write its AOF and exit).
+    func stop(signal: Int32 = SIGKILL) async throws {
+        let server = self.server
+        try await offCooperativePool { server.stop(signal: signal) }
+    }
+
+    /// Starts the server again (off the cooperative pool: it waits until Redis listens).
+    func start() async throws {
+        let server = self.server
+        try await offCooperativePool { try server.start() }
     }
 
     func store(

@@ -29,7 +29,7 @@ import Testing
         let first = try #require(admitted(try await store.admit(AdmissionRequest(candidates: [c]))))
         #expect(!first.id.hasPrefix("L"))
 
-        _ = try f.server.cli(["CLIENT", "PAUSE", "400", "ALL"])
+        _ = try await f.cli(["CLIENT", "PAUSE", "400", "ALL"])
         let lost = try #require(admitted(try await store.admit(AdmissionRequest(candidates: [c]))))
         #expect(lost.id.hasPrefix("L"), "served from the degraded share")
         #expect(store.hasPendingReplay)
@@ -37,13 +37,13 @@ import Testing
         try await self.recover(store)
 
         // The paused admission may have run after the pause: cancelled. The degraded one was written back.
-        #expect(try f.zcard("provider:p-lost:rpm") == 2)
-        #expect(try f.tokenSum("provider:p-lost:tpm") == 100)
-        #expect(try f.zcard("provider:p-lost:inflight") == 2)
+        #expect(try await f.zcard("provider:p-lost:rpm") == 2)
+        #expect(try await f.tokenSum("provider:p-lost:tpm") == 100)
+        #expect(try await f.zcard("provider:p-lost:inflight") == 2)
         await store.settle(Settlement(reservation: first, result: .success(usage: TokenUsage(promptTokens: 5, completionTokens: 5))))
         await store.settle(Settlement(reservation: lost, result: .success(usage: TokenUsage(promptTokens: 10, completionTokens: 10))))
-        #expect(try f.zcard("provider:p-lost:inflight") == 0, "no lease left")
-        #expect(try f.tokenSum("provider:p-lost:tpm") == 30)
+        #expect(try await f.zcard("provider:p-lost:inflight") == 0, "no lease left")
+        #expect(try await f.tokenSum("provider:p-lost:tpm") == 30)
         let s = try await store.stats(StatsQuery(providers: ["p-lost"], keys: [], models: []))
         #expect(s.providers[0].usage.requests == 2)
     }
@@ -71,7 +71,7 @@ import Testing
         }
         for _ in 0..<2 { open.append(try #require(admitted(try await a.admit(AdmissionRequest(candidates: [c]))))) }
 
-        f.server.stop()
+        try await f.stop()
         // a saw 12 used and 4 in flight: its share is (20 − 12) / 2 = 4 requests and (6 − 4) / 2 = 1 slot.
         var degraded: [Reservation] = []
         for _ in 0..<6 {
@@ -102,24 +102,24 @@ import Testing
         let before = try #require(admitted(try await store.admit(AdmissionRequest(candidates: [c]))))
         await store.settle(Settlement(reservation: before, result: .success(usage: TokenUsage(promptTokens: 5, completionTokens: 5))))
 
-        f.server.stop(signal: SIGTERM)
+        try await f.stop(signal: SIGTERM)
         let done = try #require(admitted(try await store.admit(AdmissionRequest(candidates: [c]))))
         let running = try #require(admitted(try await store.admit(AdmissionRequest(candidates: [c]))))
         #expect(done.id.hasPrefix("L") && running.id.hasPrefix("L"))
         await store.settle(Settlement(reservation: done, result: .success(usage: TokenUsage(promptTokens: 10, completionTokens: 10))))
 
-        try f.server.start()
+        try await f.start()
         try await self.recover(store)
-        #expect(try f.zcard("provider:p-back:rpm") == 3)
-        #expect(try f.tokenSum("provider:p-back:tpm") == 10 + 20 + 40)
-        #expect(try f.zcard("provider:p-back:inflight") == 1, "the running one holds a lease")
+        #expect(try await f.zcard("provider:p-back:rpm") == 3)
+        #expect(try await f.tokenSum("provider:p-back:tpm") == 10 + 20 + 40)
+        #expect(try await f.zcard("provider:p-back:inflight") == 1, "the running one holds a lease")
         _ = try? await store.heartbeat(nodeID: "node-1")  // a second recovery writes nothing twice
-        #expect(try f.zcard("provider:p-back:rpm") == 3)
+        #expect(try await f.zcard("provider:p-back:rpm") == 3)
 
         try await store.renewLease(running, for: .seconds(60))
         await store.settle(Settlement(reservation: running, result: .success(usage: TokenUsage(promptTokens: 15, completionTokens: 15))))
-        #expect(try f.zcard("provider:p-back:inflight") == 0)
-        #expect(try f.tokenSum("provider:p-back:tpm") == 10 + 20 + 30)
+        #expect(try await f.zcard("provider:p-back:inflight") == 0)
+        #expect(try await f.tokenSum("provider:p-back:tpm") == 10 + 20 + 30)
         let s = try await store.stats(StatsQuery(providers: ["p-back"], keys: [], models: []))
         #expect(s.providers[0].usage.requests == 3)
         #expect(s.providers[0].usage.promptTokens == 30)
@@ -137,15 +137,15 @@ import Testing
             let r = try #require(admitted(try await store.admit(AdmissionRequest(candidates: [c]))))
             if i == 0 { open = r } else { await store.settle(Settlement(reservation: r, result: .success(usage: nil))) }
         }
-        _ = try f.server.cli(["FLUSHALL"])
+        _ = try await f.cli(["FLUSHALL"])
         // The heartbeat sees the epoch gone and restores; then only one more request fits the rpm of 5.
         try await self.recover(store)
-        #expect(try f.zcard("provider:p-empty:rpm") == 4)
-        #expect(try f.zcard("provider:p-empty:inflight") == 1)
+        #expect(try await f.zcard("provider:p-empty:rpm") == 4)
+        #expect(try await f.zcard("provider:p-empty:inflight") == 1)
         #expect(admitted(try await store.admit(AdmissionRequest(candidates: [c]))) != nil)
         #expect(admitted(try await store.admit(AdmissionRequest(candidates: [c]))) == nil)
         await store.settle(Settlement(reservation: try #require(open), result: .success(usage: nil)))
-        #expect(try f.zcard("provider:p-empty:inflight") == 1, "the fifth is still running")
+        #expect(try await f.zcard("provider:p-empty:inflight") == 1, "the fifth is still running")
     }
 
     /// A lease that expired while Redis was away is entered again by the next renewal; a settled one is not.
@@ -155,12 +155,12 @@ import Testing
         defer { store.shutdown() }
         let c = RedisFixture.candidate("p-renew", ProviderLimits(maxConcurrent: 2))
         let r = try #require(admitted(try await store.admit(AdmissionRequest(candidates: [c]))))
-        _ = try f.server.cli(["DEL", "{\(f.namespace)}:provider:p-renew:inflight"])
+        _ = try await f.cli(["DEL", "{\(f.namespace)}:provider:p-renew:inflight"])
         try await store.renewLease(r, for: .seconds(30))
-        #expect(try f.zcard("provider:p-renew:inflight") == 1)
+        #expect(try await f.zcard("provider:p-renew:inflight") == 1)
         await store.settle(Settlement(reservation: r, result: .success(usage: nil)))
         try await store.renewLease(r, for: .seconds(30))
-        #expect(try f.zcard("provider:p-renew:inflight") == 0)
+        #expect(try await f.zcard("provider:p-renew:inflight") == 0)
     }
 
     /// Ids come in blocks of 2^20 that never start below Redis's unix second, so ids of reservations from
@@ -198,7 +198,7 @@ extension RedisOutageTests {
             b.shutdown()
         }
         _ = try await b.heartbeat(nodeID: "node-b")
-        _ = try f.server.cli(["SET", "{\(f.namespace)}:clock_offset_ms", "4000"])  // b is quiet now
+        _ = try await f.cli(["SET", "{\(f.namespace)}:clock_offset_ms", "4000"])  // b is quiet now
         #expect(try await a.heartbeat(nodeID: "node-a") == 2)
         let c = RedisFixture.candidate("p-quiet", ProviderLimits(rpm: 10, maxConcurrent: 4))
         var served: [Reservation] = []

@@ -58,8 +58,8 @@ struct RedisQuotaStoreTests {
         defer { store.shutdown() }
         let c = RedisFixture.candidate("p-restart", ProviderLimits(rpm: 100))
         for _ in 0..<3 { #expect(admitted(try await store.admit(AdmissionRequest(candidates: [c]))) != nil) }
-        f.server.stop()
-        try f.server.start()  // empty: no persistence, scripts gone
+        try await f.stop()
+        try await f.start()  // empty: no persistence, scripts gone
         #expect(try f.server.cli(["SCRIPT", "EXISTS", "x"]).contains("0"))
         // The first call may see the dead connection (and go local); within a short while Redis serves again.
         var servedByRedis = false
@@ -102,7 +102,7 @@ struct RedisQuotaStoreTests {
         }
         #expect(try await serve(a, 2) == 2)
 
-        f.server.stop()
+        try await f.stop()
         // Degraded within the command timeout: each node admits its share of what the fleet has left,
         // (rpm 10 − the 2 the fleet used, as a's last admission reply said) / 2 live nodes = 4.
         #expect(try await serve(a, 8) == 4)
@@ -110,7 +110,7 @@ struct RedisQuotaStoreTests {
         await a.record(ModelEvent(group: "m-out", exhausted: true))
         #expect(a.hasPendingReplay)
 
-        try f.server.start()
+        try await f.start()
         // The heartbeat brings the store back and replays what it buffered, once.
         var replayed = false
         for _ in 0..<50 {
@@ -221,7 +221,7 @@ struct RedisQuotaStoreTests {
         let store = try f.store(onUnavailable: .reject)
         defer { store.shutdown() }
         try await store.connect()
-        f.server.stop()
+        try await f.stop()
         let c = RedisFixture.candidate("p-rej", .unlimited)
         await #expect(throws: RedisError.self) { try await store.admit(AdmissionRequest(candidates: [c])) }
         #expect(store.availability == .unavailable)
