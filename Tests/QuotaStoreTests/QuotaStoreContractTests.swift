@@ -51,7 +51,9 @@ struct QuotaStoreContractTests {
 
     /// Whether `d` is `expected`, or up to three seconds less: against a real Redis, real time passes
     /// between the calls of a test (more on a loaded machine) on top of the virtual time the harness adds.
-    static func near(_ d: Duration?, _ expected: Duration, within slack: Duration = .seconds(3)) -> Bool {
+    /// Whether `d` is at most `expected` and less than `slack` below it: the time the test itself took since the
+    /// reference admission (seconds on a loaded 2-core machine running 40 suites at once).
+    static func near(_ d: Duration?, _ expected: Duration, within slack: Duration = .seconds(10)) -> Bool {
         guard let d else { return false }
         return d <= expected && d > expected - slack
     }
@@ -315,7 +317,7 @@ struct QuotaStoreContractTests {
             try await h.store.setCooldown(provider: "p-tw", for: .seconds(5), reason: .rateLimited)
             let waiting = try await h.store.admit(AdmissionRequest(candidates: [p, f], tierWait: .seconds(6)))
             guard case .wait(let w) = waiting else { Issue.record("expected wait, got \(waiting)"); return }
-            #expect(Self.near(w, .seconds(5)))
+            #expect(Self.near(w, .seconds(5), within: .seconds(4)))
             let impatient = try await h.store.admit(AdmissionRequest(candidates: [p, f], tierWait: .seconds(1)))
             #expect(try Self.reservation(impatient).provider == "f-tw")
             try await h.advance(by: .seconds(5))
@@ -329,10 +331,10 @@ struct QuotaStoreContractTests {
     func cooldownsOnlyExtend(_ kind: StoreKind) async throws {
         try await withHarness(kind) { h in
             let c = Self.candidate("p-cool", limits: .unlimited)
-            #expect(Self.near(try await h.store.setCooldown(provider: "p-cool", for: .seconds(10), reason: .manual), .seconds(10)))
-            #expect(Self.near(try await h.store.setCooldown(provider: "p-cool", for: .seconds(5), reason: .rateLimited), .seconds(10)))
+            #expect(Self.near(try await h.store.setCooldown(provider: "p-cool", for: .seconds(10), reason: .manual), .seconds(10), within: .seconds(4)))
+            #expect(Self.near(try await h.store.setCooldown(provider: "p-cool", for: .seconds(5), reason: .rateLimited), .seconds(10), within: .seconds(4)))
             var s = try await Self.providerStats(h.store, "p-cool")
-            #expect(Self.near(s.cooldownRemaining, .seconds(10)) && s.cooldownReason == .manual)
+            #expect(Self.near(s.cooldownRemaining, .seconds(10), within: .seconds(4)) && s.cooldownReason == .manual)
             // A settlement with a shorter cooldown does not shorten it either.
             try await h.store.clearCooldown(provider: "p-cool")
             let r = try Self.reservation(try await Self.admitOne(h.store, c))
@@ -357,9 +359,9 @@ struct QuotaStoreContractTests {
             let r = try Self.reservation(try await Self.admitOne(h.store, c))
             await h.store.settle(Settlement(reservation: r, result: .rateLimited(cooldown: .seconds(7))))
             let s = try await Self.providerStats(h.store, "p-429")
-            #expect(Self.near(s.cooldownRemaining, .seconds(7)) && s.cooldownReason == .rateLimited)
+            #expect(Self.near(s.cooldownRemaining, .seconds(7), within: .seconds(4)) && s.cooldownReason == .rateLimited)
             #expect(s.usage.rateLimited == 1 && s.usage.requests == 1)
-            #expect(Self.near(Self.retryAfter(try await Self.admitOne(h.store, c)), .seconds(7)))
+            #expect(Self.near(Self.retryAfter(try await Self.admitOne(h.store, c)), .seconds(7), within: .seconds(4)))
         }
     }
 
