@@ -42,7 +42,7 @@ struct RedisFixture {
     }
 
     func store(
-        node: String = "node-1", onUnavailable: RedisQuotaStore.UnavailablePolicy = .local, commandTimeout: Duration = .milliseconds(200),
+        node: String = "node-1", onUnavailable: RedisQuotaStore.UnavailablePolicy = .local, commandTimeout: Duration = .seconds(1),
         heartbeat: Duration = .milliseconds(100)
     ) throws -> RedisQuotaStore {
         RedisQuotaStore(configuration: .init(
