@@ -217,7 +217,8 @@ struct GatewayRealProviderTests {
             let s = try await f.stats("a")
             #expect(s.cooldownReason == .exhausted)
             let ms = s.cooldownRemaining?.millisecondsRoundedUp ?? 0
-            #expect(ms > 35_000 && ms <= 41_000, "\(ms)")
+            // The reset is 40 s from the mock's answer (whole seconds); the slack covers a loaded machine.
+            #expect(ms > 25_000 && ms <= 41_000, "\(ms)")
         }
     }
 
