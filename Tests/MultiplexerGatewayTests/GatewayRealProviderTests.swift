@@ -201,7 +201,8 @@ struct GatewayRealProviderTests {
             let a = stats.json?["providers"]?.arrayValue?.first { $0["name"] == .string("a") }
             #expect(a?["cooldown_reason"] == .string("exhausted"))
             let ms = a?["cooldown_ms"]?.intValue ?? 0
-            #expect(ms > 85_000 && ms <= 90_000, "until the announced reset: \(ms)")
+            // Until the announced reset (90 s); the slack covers a loaded machine's test time.
+            #expect(ms > 75_000 && ms <= 90_000, "until the announced reset: \(ms)")
             let metrics = try await f.request("/metrics", method: "GET").text
             #expect(metrics.contains(#"multiplexer_cooldowns_total{provider="a",reason="exhausted"} 1"#), "\(metrics)")
         }
