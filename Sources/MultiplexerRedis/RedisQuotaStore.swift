@@ -123,6 +123,9 @@ public final class RedisQuotaStore: QuotaStore {
         var open = true
         /// Part of a restore batch on its way to Redis: a settlement meanwhile waits in `afterRestore`.
         var restoring = false
+        /// Its Redis id, taken at the first restore attempt and kept: a restore sent again (its reply lost, or a
+        /// later batch failed) writes the same ids, so it counts once.
+        var redisID: String?
     }
 
     /// One of this node's Redis admissions of the last minute (written back if Redis loses its data).
@@ -169,9 +172,11 @@ public final class RedisQuotaStore: QuotaStore {
         /// Settlements of degraded admissions that arrived while their restore batch was on its way.
         var afterRestore: [Settlement] = []
         var lost: [LostAdmission] = []
-        /// A recovery (``replayBuffered()``) is running; admissions waiting for it to end.
+        /// A recovery (``recover()``) is running; admissions waiting for it to end.
         var recovering = false
         var recoveryWaiters: [CheckedContinuation<Void, Never>] = []
+        /// Local time (ms) the last recovery started.
+        var lastRecoveryAttempt: Int64 = .min / 2
         /// Settlements of Redis reservations not yet written.
         var settlements: [Settlement] = []
         /// Counter increments not yet written, by hash key suffix (`provider:x:usage`) and field.
@@ -315,13 +320,20 @@ public final class RedisQuotaStore: QuotaStore {
 
     private func admit(_ request: AdmissionRequest, afterRestore: Bool) async throws -> AdmissionDecision {
         // One lock on the common path: nothing owed to Redis, an id left in the block, the epoch.
-        var ticket = self.local.withLock { l -> (owes: Bool, id: UInt64?, epoch: String) in
-            if l.needsRecovery { return (true, nil, "") }
-            guard l.nextID < l.blockEnd else { return (false, nil, l.epoch ?? "") }
+        let asked = self.localNow
+        var ticket = self.local.withLock { l -> (owes: Bool, retry: Bool, id: UInt64?, epoch: String) in
+            if l.needsRecovery {
+                // While degraded, admissions try to recover at most every `recoveryRetry` (the heartbeat also
+                // does, every interval): a recovery sends the whole degraded log, which must not be rebuilt and
+                // sent for every request of a long outage.
+                return (true, !l.degraded || asked - l.lastRecoveryAttempt >= Self.recoveryRetry, nil, "")
+            }
+            guard l.nextID < l.blockEnd else { return (false, false, nil, l.epoch ?? "") }
             defer { l.nextID += 1 }
-            return (false, l.nextID, l.epoch ?? "")
+            return (false, false, l.nextID, l.epoch ?? "")
         }
         if ticket.owes {
+            guard ticket.retry else { return try self.admitLocally(request, because: RedisError(.unavailable, "recovering")) }
             // Whatever the node owes Redis (lost admissions, degraded admissions, a lost data set) is written
             // before it admits there again; if that fails, this request stays on the local share.
             await self.recoverOrWait()
@@ -555,7 +567,7 @@ public final class RedisQuotaStore: QuotaStore {
         // A node that was cut off writes what it owes before it heartbeats: until then, the others count
         // its degraded share as used (its heartbeat is quiet).
         if self.local.withLock({ $0.needsRecovery && !$0.epochStale }) {
-            await self.replayBuffered()
+            await self.recoverOrWait()
             if self.local.withLock({ $0.needsRecovery && !$0.epochStale }) { throw RedisError(.unavailable, "recovering") }
         }
         let v: RedisValue
@@ -572,7 +584,8 @@ public final class RedisQuotaStore: QuotaStore {
             if epoch.isEmpty || epoch != l.epoch { l.epochStale = true }
         }
         self.markConnected()
-        await self.replayBuffered()
+        // (waits for a recovery an admission is running, so `connect()` reports what it achieved)
+        await self.recoverOrWait()
         return live
     }
 
@@ -894,22 +907,18 @@ public final class RedisQuotaStore: QuotaStore {
         if e.exhausted { l.counters[k, default: [:]]["exhausted", default: 0] += 1 }
     }
 
+    /// How often (ms) admissions of a degraded node try to recover.
+    static let recoveryRetry: Int64 = 250
+
     /// Writes what the node owes Redis, in order, and stops at the first step that fails (retried at the
     /// next heartbeat or admission): lost admissions are cancelled; after a data loss the node's own
     /// admissions of the last minute and its running leases are written back; degraded admissions are
     /// written into their windows (running ones with a lease), then the settlements and counters buffered
-    /// meanwhile. One recovery runs at a time.
-    private func replayBuffered() async {
-        guard self.local.withLock({ l -> Bool in
-            if l.recovering { return false }
-            l.recovering = true
-            return true
-        }) else { return }
-        await self.recover()
-    }
-
-    /// The recovery itself; the caller has set `recovering`, which this clears (waking the waiters).
+    /// meanwhile. One recovery runs at a time: the caller (``recoverOrWait()``) has set `recovering`, which
+    /// this clears, waking the admissions that waited for it.
     private func recover() async {
+        let started = self.localNow
+        self.local.withLock { $0.lastRecoveryAttempt = started }
         defer {
             let waiters = self.local.withLock { l -> [CheckedContinuation<Void, Never>] in
                 l.recovering = false
@@ -1031,7 +1040,15 @@ public final class RedisQuotaStore: QuotaStore {
         guard !pending.isEmpty else { return true }
         var ids: [String] = []
         do {
-            for _ in pending { ids.append(String(try await self.takeID())) }
+            for (k, a) in pending {
+                if let id = a.redisID {
+                    ids.append(id)
+                } else {
+                    let id = String(try await self.takeID())
+                    self.local.withLock { $0.degradedLog[k]?.redisID = id }
+                    ids.append(id)
+                }
+            }
             var entries: [[String]] = []
             for ((_, a), id) in zip(pending, ids) {
                 let lease = a.open ? String(max(1, a.lease.millisecondsRoundedUp)) : "0"

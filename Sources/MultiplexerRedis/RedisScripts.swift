@@ -495,12 +495,10 @@ struct RedisScripts: Sendable {
             local bitKey, bitOffset = {}, {}
             for i = 0, n - 1 do
               local b = 3 + i * W
-              local num = tonumber(ARGV[b])
-              if num == nil or num < 0 or num ~= math.floor(num) then
-                return redis.error_reply('settle: reservation id is not a seq number: ' .. ARGV[b])
+              bitKey[i], bitOffset[i] = settled_bit(ARGV[b])
+              if bitKey[i] == nil then
+                return redis.error_reply('settle: reservation id is not a number: ' .. ARGV[b])
               end
-              bitKey[i] = settled .. ':' .. string.format('%d', math.floor(num / 1048576))
-              bitOffset[i] = num % 1048576
               if not seen[bitKey[i]] then seen[bitKey[i]] = true; touched[#touched + 1] = bitKey[i] end
               mayWrite(P .. 'provider:' .. ARGV[b + 1] .. ':', {'inflight', 'tpm:amounts', 'tpd:amounts', 'usage', 'failures', 'cooldown'})
               if ARGV[b + 2] ~= '' then mayWrite(P .. 'key:' .. ARGV[b + 2] .. ':', {'tpm:amounts', 'usage'}) end

@@ -25,16 +25,20 @@ struct OpenAIController: Sendable {
         }
     }
 
+    /// The request id and client key of a model listing, or the 401 when keys are configured and none matches.
+    private func listingAccess(_ request: Request) -> (requestID: String, key: GatewayConfiguration.Key?, refusal: Response?) {
+        let requestID = ClientHeaders(request.headers).requestID ?? self.gateway.nextRequestID()
+        guard self.gateway.keys.isEnabled else { return (requestID, nil, nil) }
+        guard let k = self.authenticate(request) else { return (requestID, nil, Self.error(.invalidAPIKey(), requestID: requestID)) }
+        return (requestID, k, nil)
+    }
+
     // MARK: GET /v1/models/{id}
 
     /// One model object; `{id}` may hold `/` (`meta-llama/Llama-3.3-70B`); an alias answers with its own id.
     func model(_ request: Request, id: String) -> Response {
-        let requestID = ClientHeaders(request.headers).requestID ?? self.gateway.nextRequestID()
-        var key: GatewayConfiguration.Key?
-        if self.gateway.keys.isEnabled {
-            guard let k = self.authenticate(request) else { return Self.error(.invalidAPIKey(), requestID: requestID) }
-            key = k
-        }
+        let (requestID, key, refusal) = self.listingAccess(request)
+        if let refusal { return refusal }
         guard id.utf8.count <= OpenAIRequest.maxModelBytes,
             let g = self.gateway.table.groups.first(where: { $0.name == id || $0.aliases.contains(id) }),
             key?.models.map({ $0.contains(g.name) }) ?? true
@@ -48,12 +52,8 @@ struct OpenAIController: Sendable {
     // MARK: GET /v1/models
 
     func models(_ request: Request) -> Response {
-        let requestID = ClientHeaders(request.headers).requestID ?? self.gateway.nextRequestID()
-        var key: GatewayConfiguration.Key?
-        if self.gateway.keys.isEnabled {
-            guard let k = self.authenticate(request) else { return Self.error(.invalidAPIKey(), requestID: requestID) }
-            key = k
-        }
+        let (requestID, key, refusal) = self.listingAccess(request)
+        if let refusal { return refusal }
         var out = "{\"object\":\"list\",\"data\":["
         var first = true
         for g in self.gateway.table.groups where key?.models.map({ $0.contains(g.name) }) ?? true {
