@@ -11,10 +11,11 @@ swift build --build-tests
 # on a quiet machine.
 TIMING='UpstreamErrorTaxonomyTests|OpenAIUpstreamTransportTests|CurlClientTests|SlowUpstreamTests|MultiplexerMockProviderTests'
 # Suites that start many processes (cluster, sentinels, fleets) run last, serialized within.
-HEAVY='RedisTopologyIntegrationTests|FleetTests'
-# One node against hundreds of connections, or hostile clients timed by the node's own timeouts: alone,
+HEAVY='RedisTopologyIntegrationTests|FleetTests|ClientTimeoutTests'
+# One node against hundreds of connections, or hostile clients timed by the node's own timeouts (slowloris,
+# idle keep-alives, stalled bodies, the connection cap): alone,
 # one test at a time (next to the fleet suites they made those miss their bounds).
-ONE_NODE='RealProviderFleetTests|HostileClientFleetTests'
+ONE_NODE='RealProviderFleetTests|HostileClientFleetTests|ClientTimeoutTests'
 LOG=$(mktemp)
 trap 'rm -f "$LOG"' EXIT
 echo "== phase 1: unit and integration suites =="

@@ -11,6 +11,11 @@ struct ConfigurationTests {
           port: 8080
           node_id: ${HOSTNAME}
           max_body_bytes: 10485760
+          header_timeout_seconds: 10
+          idle_timeout_seconds: 75
+          client_write_timeout_seconds: 30
+          max_connections: 10000
+          passthrough: [responses, messages, moderations, rerank, images/generations, audio/speech]
 
         redis:
           url: redis://127.0.0.1:6379/0
@@ -79,6 +84,8 @@ struct ConfigurationTests {
     @Test func theArchitectureExampleLoads() throws {
         let c = try ConfigurationLoader.parse(yaml: Self.example, environment: Self.env)
         #expect(c.server.host == "0.0.0.0" && c.server.port == 8080 && c.server.nodeID == "gw-1" && c.server.maxBodyBytes == 10_485_760)
+        #expect(c.server.headerTimeout == .seconds(10) && c.server.idleTimeout == .seconds(75) && c.server.clientWriteTimeout == .seconds(30))
+        #expect(c.server.maxConnections == 10_000 && c.server.passthrough.count == 6)
         #expect(c.redis == {
             var r = GatewayConfiguration.Redis(topology: .standalone(url: "redis://127.0.0.1:6379/0"))
             r.timeoutMs = 50
@@ -130,6 +137,30 @@ struct ConfigurationTests {
         } throws: { error in
             guard let e = error as? ConfigurationError else { return false }
             return e.problems.map(\.description).contains { $0.hasPrefix("line 2: ") && $0.contains("server.client_write_timeout_seconds: ") }
+        }
+    }
+
+    @Test func clientTimeoutsAndTheConnectionCapDefaultAndReportBadValuesWithTheirPathAndLine() throws {
+        let models = """
+            providers:
+              - { name: a, base_url: "http://127.0.0.1:9000/v1", model: m }
+            models:
+              - { name: m, primary: [{ provider: a }] }
+            """
+        let d = try ConfigurationLoader.parse(yaml: models, environment: [:]).server
+        #expect(d.headerTimeout == .seconds(10) && d.idleTimeout == .seconds(75) && d.maxConnections == 10_000)
+        let set = try ConfigurationLoader.parse(
+            yaml: "server:\n  header_timeout_seconds: 2.5\n  idle_timeout_seconds: 5\n  max_connections: 3\n" + models, environment: [:]).server
+        #expect(set.headerTimeout == .milliseconds(2500) && set.idleTimeout == .seconds(5) && set.maxConnections == 3)
+        #expect {
+            try ConfigurationLoader.parse(
+                yaml: "server:\n  header_timeout_seconds: 0\n  idle_timeout_seconds: forever\n  max_connections: 0\n" + models, environment: [:])
+        } throws: { error in
+            guard let e = error as? ConfigurationError else { return false }
+            let p = e.problems.map(\.description)
+            return p.contains { $0.hasPrefix("line 2: ") && $0.contains("server.header_timeout_seconds: ") }
+                && p.contains { $0.hasPrefix("line 3: ") && $0.contains("server.idle_timeout_seconds: ") }
+                && p.contains { $0.hasPrefix("line 4: ") && $0.contains("server.max_connections: ") }
         }
     }
 

@@ -131,6 +131,15 @@ private final class Walker {
         if let n = m.take("client_write_timeout_seconds") {
             s.clientWriteTimeout = self.seconds(n, path + ".client_write_timeout_seconds") ?? s.clientWriteTimeout
         }
+        if let n = m.take("header_timeout_seconds") {
+            s.headerTimeout = self.seconds(n, path + ".header_timeout_seconds") ?? s.headerTimeout
+        }
+        if let n = m.take("idle_timeout_seconds") {
+            s.idleTimeout = self.seconds(n, path + ".idle_timeout_seconds") ?? s.idleTimeout
+        }
+        if let n = m.take("max_connections") {
+            s.maxConnections = self.int(n, path + ".max_connections", 1...1_000_000) ?? s.maxConnections
+        }
         if let n = m.take("passthrough") {
             let items = self.list(n, path + ".passthrough")
             s.passthrough = items.compactMap { item in

@@ -17,6 +17,15 @@ public struct GatewayConfiguration: Sendable, CustomStringConvertible {
         /// when the gateway's writes stop making progress) is disconnected, its upstream transfer cancelled and
         /// its reservation settled.
         public var clientWriteTimeout: Duration = .seconds(30)
+        /// `header_timeout_seconds`: a request head must be complete this long after the connection's accept
+        /// (first request) or the first byte of the next request (keep-alive); a request body whose bytes stop
+        /// arriving this long is abandoned too.
+        public var headerTimeout: Duration = .seconds(10)
+        /// `idle_timeout_seconds`: a keep-alive connection on which no byte of a next request arrives this long
+        /// after the previous response's end is closed.
+        public var idleTimeout: Duration = .seconds(75)
+        /// `max_connections`: client connections accepted at once; beyond, new ones wait in the listen backlog.
+        public var maxConnections = 10_000
         /// `passthrough`: `POST /v1/<op>` routed by the body's `model` besides chat/completions, completions and
         /// embeddings; any other `/v1` path answers 404 `unknown_route`.
         public var passthrough: [String] = ["responses", "messages", "moderations", "rerank", "images/generations", "audio/speech"]

@@ -18,6 +18,9 @@ import Synchronization
 /// - `multiplexer_upstream_connections_opened_total` — upstream connections opened (TCP + TLS handshakes)
 /// - `multiplexer_upstream_connection_waits_total`, `multiplexer_upstream_connection_wait_seconds_total` —
 ///   upstream calls that waited for a connection, and their total wait (0 unless a pool limit is reached)
+/// - `multiplexer_client_connections` — client connections open on this node
+/// - `multiplexer_client_connections_closed_total{reason}` — client connections the gateway closed for a
+///   timeout: `header_timeout`, `body_timeout`, `idle_timeout`
 public final class GatewayMetrics: Sendable {
     /// The registry `/metrics` renders.
     public let registry: PrometheusCollectorRegistry
@@ -27,6 +30,9 @@ public final class GatewayMetrics: Sendable {
     let inFlight: Gauge
     let storeAvailable: Gauge
     let admission: DurationHistogram
+    let clientConnections: Gauge
+    /// By reason: header, body, idle.
+    let clientTimeouts: [Counter]
     private let connectionsOpened: Counter
     private let connectionWaits: Counter
     private let connectionWaitSeconds: Counter
@@ -57,6 +63,13 @@ public final class GatewayMetrics: Sendable {
         self.storeAvailable = registry.makeGauge(descriptor: Self.name("store", "available", "1 when the quota store is reachable"), labels: [])
         self.admission = registry.makeDurationHistogram(
             descriptor: Self.name("store_admission_duration", "seconds", "Quota store admission round trip"), labels: [], buckets: Self.storeBuckets)
+        self.clientConnections = registry.makeGauge(
+            descriptor: Self.name("client", "connections", "Client connections open on this node"), labels: [])
+        self.clientTimeouts = ["header_timeout", "body_timeout", "idle_timeout"].map { reason in
+            registry.makeCounter(
+                descriptor: Self.name("client_connections_closed", "total", "Client connections closed by the gateway for a timeout"),
+                labels: [("reason", reason)])
+        }
         self.connectionsOpened = registry.makeCounter(
             descriptor: Self.name("upstream_connections_opened", "total", "Upstream connections opened (TCP and TLS handshakes)"), labels: [])
         self.connectionWaits = registry.makeCounter(

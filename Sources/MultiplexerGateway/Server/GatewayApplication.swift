@@ -22,9 +22,21 @@ public func buildApplication(
     OpenAIController(gateway: gateway).addRoutes(to: router)
     AdminController(gateway: gateway).addRoutes(to: router)
     let config = gateway.configuration.server
+    let metrics = gateway.metrics
+    let logger = gateway.logger
     return Application(
         router: router,
-        configuration: .init(address: .hostname(config.host, port: config.port), serverName: "multiplexer"),
+        server: .http1(
+            configuration: .init(additionalChannelHandlers: [
+                ClientDeadlineHandler(headerTimeout: config.headerTimeout, idleTimeout: config.idleTimeout, metrics: metrics, logger: logger)
+            ])),
+        // The cap is checked before each accept batch (NIO accepts up to 4 connections per read), so a burst of
+        // connects can pass it by up to 3. One accept per read would make it exact, but with NIO's
+        // edge-triggered epoll the connections left in the backlog then wait for the next connect's edge
+        // (measured: a full backlog of 257 for seconds, connects answered only after a SYN retransmit).
+        configuration: .init(
+            address: .hostname(config.host, port: config.port), serverName: "multiplexer",
+            availableConnectionsDelegate: .maximum(config.maxConnections, logger: logger)),
         services: [CurlClientService(client: client), QuotaStoreService(gateway: gateway)],
         onServerRunning: { channel in
             gateway.state.set(.ready)
