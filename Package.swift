@@ -47,9 +47,15 @@ let package = Package(
             path: "Sources/CHiredis",
             providers: [.apt(["libhiredis-dev"])]
         ),
+        // The reply reader's limit (C with state of its own, so not in the header-only CHiredis).
+        .target(
+            name: "CHiredisReader",
+            dependencies: ["CHiredis"],
+            linkerSettings: [.linkedLibrary("hiredis")]
+        ),
         .target(
             name: "MultiplexerRedis",
-            dependencies: ["MultiplexerCore", "CHiredis"],
+            dependencies: ["MultiplexerCore", "CHiredis", "CHiredisReader"],
             swiftSettings: swiftSettings
         ),
 

@@ -26,6 +26,8 @@ echo "== phase 3: Redis Cluster and Sentinel topologies, fleet (real processes) 
 swift test --skip-build --filter "$HEAVY" --skip "$ONE_NODE" 2>&1 | tee -a "$LOG"
 echo "== phase 4: one real node: real providers' shapes, hostile clients (one test at a time) =="
 swift test --skip-build --no-parallel --filter "$ONE_NODE" 2>&1 | tee -a "$LOG"
+echo "== phase 5: fuzz targets (JSON and request validation, SSE, configuration, Redis replies), 30 s each =="
+scripts/fuzz.sh 30 2>&1 | tee -a "$LOG"
 # Every phase passed (set -o pipefail stops at the first failure): one closing line for all of them.
 passed=$(grep -E 'Test run with [0-9]+ tests? .*passed' "$LOG" | sed -E 's/.*Test run with ([0-9]+) tests?.*/\1/' | awk '{s += $1} END {print s + 0}')
 echo

@@ -1,4 +1,5 @@
 internal import CHiredis
+internal import CHiredisReader
 
 #if canImport(Glibc)
 import Glibc
@@ -27,6 +28,11 @@ final class RedisConnection {
         if chiredis_set_timeout(c, commandTimeoutMs) != REDIS_OK {
             self.close()
             throw RedisError(.connectionFailed, "cannot set the command timeout")
+        }
+        // An array reply announcing more than CHIREDIS_MAX_ARRAY_ELEMENTS is refused before hiredis allocates it.
+        if chiredis_limit_reader(c.pointee.reader) != 0 {
+            self.close()
+            throw RedisError(.connectionFailed, "cannot limit the reply reader")
         }
         do throws(RedisError) {
             if let password = endpoint.password {
@@ -110,6 +116,28 @@ final class RedisConnection {
             return RedisError(.timeout, "command timed out", hiredisCode: code)
         }
         return RedisError(.io, message.isEmpty ? "I/O error" : message, hiredisCode: code)
+    }
+
+    /// Parses `bytes` as RESP replies with hiredis's reader and converts them as replies read off a connection
+    /// are: the complete replies in order, or nil when hiredis reports a protocol error. (How the fuzz target
+    /// reaches the decoder without a server.)
+    static func decodeReplies(_ bytes: [UInt8]) -> [RedisValue]? {
+        guard let reader = redisReaderCreate() else { return nil }
+        defer { redisReaderFree(reader) }
+        guard chiredis_limit_reader(reader) == 0 else { return nil }
+        let fed = bytes.withUnsafeBytes { p -> Int32 in
+            guard let base = p.baseAddress, p.count > 0 else { return REDIS_OK }
+            return redisReaderFeed(reader, base.assumingMemoryBound(to: CChar.self), p.count)
+        }
+        guard fed == REDIS_OK else { return nil }
+        var out: [RedisValue] = []
+        while true {
+            var raw: UnsafeMutableRawPointer?
+            guard redisReaderGetReply(reader, &raw) == REDIS_OK else { return nil }
+            guard let raw else { return out }
+            out.append(Self.convert(raw.assumingMemoryBound(to: redisReply.self)))
+            freeReplyObject(raw)
+        }
     }
 
     private static func convert(_ r: UnsafeMutablePointer<redisReply>) -> RedisValue {

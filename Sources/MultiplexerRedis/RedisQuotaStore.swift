@@ -443,7 +443,7 @@ public final class RedisQuotaStore: QuotaStore {
     }
 
     /// The `use` array of an admission reply (see ``RedisScripts/admitBody``).
-    private static func use(of reply: RedisValue) -> [Int] {
+    static func use(of reply: RedisValue) -> [Int] {
         guard let a = reply.array, let tag = a.first?.int else { return [] }
         let at: Int
         switch tag {
@@ -601,6 +601,12 @@ public final class RedisQuotaStore: QuotaStore {
         var args = [self.prefix, String(providers.count)] + providers
         args += [String(keys.count)] + keys + [String(models.count)] + models
         let v = try Self.check(try await self.client.evalsha(self.scripts.stats, keys: [self.schemaKey], args: args))
+        return try Self.decodeStats(v, providers: providers, keys: keys, models: models)
+    }
+
+    /// Decodes the stats script's reply for the names it was asked about.
+    static func decodeStats(_ v: RedisValue, providers: [String], keys: [String], models: [String]) throws -> FleetStats {
+        let v = try Self.check(v)
         guard let top = v.array, top.count == 5, let now = top[0].int, let ps = top[1].array, let ks = top[2].array, let ms = top[3].array,
             let ns = top[4].array
         else { throw RedisError(.protocolError, "unexpected stats reply") }
@@ -638,7 +644,10 @@ public final class RedisQuotaStore: QuotaStore {
         }
         var i = 0
         while i + 1 < ns.count {
-            if let id = ns[i].text, let seen = ns[i + 1].int { out.nodes.append(NodeInfo(id: id, lastSeen: .milliseconds(max(0, now - seen)))) }
+            if let id = ns[i].text, let seen = ns[i + 1].int {
+                let (ago, overflow) = now.subtractingReportingOverflow(seen)
+                out.nodes.append(NodeInfo(id: id, lastSeen: .milliseconds(overflow ? 0 : max(0, ago))))
+            }
             i += 2
         }
         return out
@@ -702,14 +711,14 @@ public final class RedisQuotaStore: QuotaStore {
     }
 
     @discardableResult
-    private static func check(_ v: RedisValue) throws -> RedisValue {
+    static func check(_ v: RedisValue) throws -> RedisValue {
         if case .error(let m) = v { throw RedisError(.serverError, m) }
         return v
     }
 
     private static func limit(_ v: Int?) -> String { v.map { String(max(0, $0)) } ?? "-1" }
 
-    private static func hash(_ v: RedisValue) -> [String: Int] {
+    static func hash(_ v: RedisValue) -> [String: Int] {
         var out: [String: Int] = [:]
         guard let a = v.array else { return out }
         var i = 0
@@ -720,15 +729,17 @@ public final class RedisQuotaStore: QuotaStore {
         return out
     }
 
-    private static func usage(_ v: RedisValue) -> UsageCounters {
+    static func usage(_ v: RedisValue) -> UsageCounters {
         var u = UsageCounters()
         for (k, n) in Self.hash(v) { u[k] = n }
         return u
     }
 
-    private static func decodeAdmission(_ v: RedisValue, id: String, request: AdmissionRequest) throws -> AdmissionDecision {
+    static func decodeAdmission(_ v: RedisValue, id: String, request: AdmissionRequest) throws -> AdmissionDecision {
         let v = try Self.check(v)
-        guard let a = v.array, let tag = a.first?.int else { throw RedisError(.protocolError, "unexpected admission reply") }
+        // Every tag has at least its retry hint (or index) after it. (A one-element reply indexed a[1]: found
+        // by the FuzzRedisReply target.)
+        guard let a = v.array, a.count >= 2, let tag = a.first?.int else { throw RedisError(.protocolError, "unexpected admission reply") }
         func ms(_ x: RedisValue) -> Duration? {
             guard let n = x.int, n >= 0 else { return nil }
             return .milliseconds(n)

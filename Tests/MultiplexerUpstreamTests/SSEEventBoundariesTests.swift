@@ -50,6 +50,17 @@ struct SSEEventBoundariesTests {
         }
     }
 
+    /// Found by the FuzzSSE target: the scanner dropped the bytes of a partial byte order mark, so
+    /// `EF "data: x"` was a data line to it and an unknown field to the parser.
+    @Test(arguments: [[0xEF], [0xEF, 0xBB], [0xEF, 0xBF], [0xEF, 0xBB, 0xBF], [0xBB]] as [[UInt8]])
+    func aPartialByteOrderMarkBelongsToTheFirstLine(_ mark: [UInt8]) {
+        let input = mark + Array("data: x\n\ndata: y\n\n".utf8)
+        let expected = Self.parserEvents([input[...]])
+        #expect(expected == (mark == [0xEF, 0xBB, 0xBF] ? 2 : 1))
+        #expect(Self.scannerEvents([input[...]]).events == expected)
+        #expect(Self.scannerEvents(input.map { [$0][...] }).events == expected, "byte by byte")
+    }
+
     @Test
     func agreesWithTheParserOnRandomStreams() {
         let pieces = ["data: x", "data:", "data", "dat", "datax: 1", ":", ": ping", "event: e", "id: 1", "retry: 3", "x", " ", "\n", "\r", "\r\n", "\n\n", "\u{FEFF}"]
