@@ -31,4 +31,4 @@ scripts/fuzz.sh 30 2>&1 | tee -a "$LOG"
 # Every phase passed (set -o pipefail stops at the first failure): one closing line for all of them.
 passed=$(grep -E 'Test run with [0-9]+ tests? .*passed' "$LOG" | sed -E 's/.*Test run with ([0-9]+) tests?.*/\1/' | awk '{s += $1} END {print s + 0}')
 echo
-echo "${passed:-0} passed, 0 failed"
+echo "${passed:-0} passed, 0 failed; 4 fuzz targets ran 30 s each without a finding"

@@ -165,7 +165,7 @@ struct GatewayErrorTests {
         let specs = [GatewayFixture.MockSpec("a") { $0.mode = MockProvider.Mode(rawValue: mode)! }]
         try await GatewayFixture.with(
             mocks: specs,
-            yaml: { gatewayYAML($0, primary: [("a", 1)], providerExtra: ["a": "timeout_seconds: 0.5, failure_threshold: 100"], groupExtra: "retries_per_provider: 0") }
+            yaml: { gatewayYAML($0, primary: [("a", 1)], providerExtra: ["a": "timeout_seconds: \(mode == "hang" ? "0.5" : "3"), failure_threshold: 100"], groupExtra: "retries_per_provider: 0") }
         ) { f in
             let r = try await f.chat()
             #expect(r.status == status, "\(r.text)")
