@@ -7,6 +7,15 @@ struct Dispatched: Sendable {
     /// Pending for a stream (settled when it ends); `nil` once settled.
     var pending: PendingSettlement?
     var entry: Multiplexer.Entry
+    /// Continues a chat stream that breaks mid-way (ARCHITECTURE §3 step 7); `nil` for other calls.
+    var continuer: StreamContinuer?
+    /// The call's prompt estimate, its `n`, and the attempts the route made.
+    var cost: RequestCost
+    var attempts: Int
+    /// The call offers tools (a stream is then never continued).
+    var declaresTools: Bool
+    /// Every registered model by name (a continued stream is served by more than one).
+    var entries: [String: Multiplexer.Entry]
 }
 
 extension Multiplexer {
@@ -58,7 +67,13 @@ extension Multiplexer {
                 await pending?.settle(.abandoned)
                 throw MultiplexerError(.unexpected, "Served by an unknown model '\(served.provider.name)'.")
             }
-            return Dispatched(response: served.response, pending: pending, entry: e)
+            let continuer =
+                stream && operation == "chat/completions"
+                ? StreamContinuer(router: routing.router, request: upstream, group: routing.group, cost: cost, key: nil, transport: self.transport) : nil
+            return Dispatched(
+                response: served.response, pending: pending, entry: e, continuer: continuer, cost: cost, attempts: result.attempts.count,
+                declaresTools: ["tools", "functions"].contains { (members[$0].map { $0 != .null && $0.arrayValue?.isEmpty != true }) ?? false },
+                entries: routing.entries)
 
         case .clientError(let response, let provider):
             throw Self.clientError(response, entry: entry(provider.name), provider: provider, attempts: attempts)

@@ -380,7 +380,7 @@ public final class Multiplexer: Sendable {
             name: modelName, baseURL: endpoint.baseURL, apiKey: endpoint.apiKey, model: endpoint.model ?? modelName, limits: limits,
             cooldown: endpoint.cooldown, failureThreshold: endpoint.failureThreshold, failureCooldown: endpoint.failureCooldown,
             defaultMaxTokens: endpoint.defaultMaxTokens, contextWindow: endpoint.contextWindow, connectTimeout: t.connect, timeout: t.request,
-            timeToFirstTokenTimeout: t.firstToken, streamIdleTimeout: t.streamIdle, supportsPrefill: false, headers: endpoint.headers)
+            timeToFirstTokenTimeout: t.firstToken, streamIdleTimeout: t.streamIdle, supportsPrefill: endpoint.supportsPrefill, headers: endpoint.headers)
         let entry = Entry(name: modelName, weight: weight, isFallback: fallback, endpoint: endpoint, provider: provider)
         return try self.registry.withLock { (r: inout Registry) throws(MultiplexerError) -> Bool in
             guard !r.entries.contains(where: { $0.name == modelName }) else { return false }

@@ -82,6 +82,11 @@ public struct OpenAICompatibleEndpoint: Sendable, Hashable, CustomStringConverti
     public var defaultMaxTokens: Int
     /// The largest prompt plus completion the endpoint accepts; larger requests skip it.
     public var contextWindow: Int?
+    /// Whether the endpoint accepts an assistant prefill (a trailing `assistant` message it continues): a
+    /// stream that broke mid-way on another model is continued here only if it does (ARCHITECTURE §3
+    /// step 7). Endpoints that do not should set `false`; one that refuses a prefill anyway (a 4xx) is
+    /// skipped for the next.
+    public var supportsPrefill: Bool
 
     /// - Parameters:
     ///   - baseURL: the OpenAI-compatible base URL.
@@ -95,6 +100,7 @@ public struct OpenAICompatibleEndpoint: Sendable, Hashable, CustomStringConverti
     ///   - failureCooldown: that cooldown.
     ///   - defaultMaxTokens: completion tokens reserved without `max_tokens`.
     ///   - contextWindow: the largest request accepted, in tokens.
+    ///   - supportsPrefill: whether it continues an assistant prefill.
     public init(
         baseURL: String,
         apiKey: String = "",
@@ -106,7 +112,8 @@ public struct OpenAICompatibleEndpoint: Sendable, Hashable, CustomStringConverti
         failureThreshold: Int = 3,
         failureCooldown: Duration = .seconds(15),
         defaultMaxTokens: Int = 1024,
-        contextWindow: Int? = nil
+        contextWindow: Int? = nil,
+        supportsPrefill: Bool = true
     ) {
         self.baseURL = baseURL
         self.apiKey = apiKey
@@ -119,6 +126,7 @@ public struct OpenAICompatibleEndpoint: Sendable, Hashable, CustomStringConverti
         self.failureCooldown = failureCooldown
         self.defaultMaxTokens = defaultMaxTokens
         self.contextWindow = contextWindow
+        self.supportsPrefill = supportsPrefill
     }
 
     /// The endpoint without its API key.

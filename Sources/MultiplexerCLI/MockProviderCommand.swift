@@ -25,6 +25,8 @@ struct MockProvider: AsyncParsableCommand {
     @Option(help: "Retry-After seconds in 429 mode; the reset that exhausted mode announces.") var retryAfter: Int = 2
     @Option(help: "Rate-limit headers and 429s in this provider's style: \(MultiplexerMockProvider.MockProvider.Dialect.allCases.map(\.rawValue).joined(separator: ", ")).")
     var dialect: String = "openai"
+    @Flag(help: "Refuse assistant prefills (a chat request ending with an assistant message) with 400 invalid_prefill.") var refusePrefill = false
+    @Option(help: "Content events a stream-cut or stream-stall answer sends before it breaks (default: half, plus one).") var breakAfter: Int?
 
     func run() async throws {
         _ = bootstrapLogging(level: .warning)
@@ -44,6 +46,8 @@ struct MockProvider: AsyncParsableCommand {
         c.mode = m
         c.retryAfter = self.retryAfter
         c.dialect = d
+        c.acceptsPrefill = !self.refusePrefill
+        c.breakAfter = self.breakAfter
         let port = self.port
         try await MultiplexerMockProvider.MockProvider(configuration: c).run(onServerRunning: { _ in
             print("mock-provider listening on 127.0.0.1:\(port)")

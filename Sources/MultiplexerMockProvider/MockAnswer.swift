@@ -12,6 +12,8 @@ struct Answer: Sendable {
     var wantsUsage: Bool
     /// Embeddings: how many inputs.
     var inputCount: Int
+    /// Words of the answer already given in an assistant prefill: the answer resumes after them.
+    var skip = 0
 
     var modelJSON: String {
         var m = ""
@@ -25,7 +27,7 @@ struct Answer: Sendable {
 
     /// The non-stream body.
     var json: String {
-        let text = Array(repeating: "tok", count: self.usage.completionTokens).joined(separator: " ")
+        let text = (self.skip..<max(self.skip, self.skip + self.usage.completionTokens)).map { Self.word($0) }.joined()
         switch self.operation {
         case "embeddings":
             let data = (0..<self.inputCount).map { "{\"object\":\"embedding\",\"index\":\($0),\"embedding\":[0.1,0.2,0.3,0.4]}" }.joined(separator: ",")
@@ -52,18 +54,35 @@ struct Answer: Sendable {
         "{\"id\":\"\(self.id)\",\"object\":\"chat.completion.chunk\",\"created\":\(self.created),\"model\":\(self.modelJSON)"
     }
 
-    /// A stream's events, each with its blank line: `chunks` content events, the finish event, the usage event if
-    /// asked for, and `[DONE]`.
-    func events(chunks: Int) -> [String] {
-        var out: [String] = []
-        for i in 0..<chunks {
-            let piece = i == 0 ? "tok" : " tok"
-            out.append("data: \(self.chunkHead),\"choices\":[{\"index\":0,\"delta\":{\"content\":\"\(piece)\"},\"finish_reason\":null}]}\n\n")
+    /// The `i`th word of every answer (0-based), with the space before it: `tok1`, ` tok2`, … — whoever
+    /// serves it, so an answer continued on another mock reads the same as one served whole.
+    static func word(_ i: Int) -> String {
+        i == 0 ? "tok1" : " tok\(i + 1)"
+    }
+
+    /// The first event of a stream: the `role` delta, as OpenAI sends it.
+    var roleEvent: String {
+        "data: \(self.chunkHead),\"choices\":[{\"index\":0,\"delta\":{\"role\":\"assistant\",\"content\":\"\"},\"finish_reason\":null}]}\n\n"
+    }
+
+    /// The content events of a `chunks`-word answer after the prefilled words, each with its blank line.
+    func contentEvents(chunks: Int) -> [String] {
+        (min(self.skip, chunks)..<chunks).map { i in
+            "data: \(self.chunkHead),\"choices\":[{\"index\":0,\"delta\":{\"content\":\"\(Self.word(i))\"},\"finish_reason\":null}]}\n\n"
         }
-        out.append("data: \(self.chunkHead),\"choices\":[{\"index\":0,\"delta\":{},\"finish_reason\":\"stop\"}]}\n\n")
+    }
+
+    /// The end of a stream: the finish event, the usage event if asked for, and `[DONE]`.
+    var tailEvents: [String] {
+        var out = ["data: \(self.chunkHead),\"choices\":[{\"index\":0,\"delta\":{},\"finish_reason\":\"stop\"}]}\n\n"]
         if self.wantsUsage { out.append("data: \(self.chunkHead),\"choices\":[],\"usage\":\(self.usageJSON)}\n\n") }
         out.append("data: [DONE]\n\n")
         return out
+    }
+
+    /// A whole stream: the role delta, the content events, the tail.
+    func events(chunks: Int) -> [String] {
+        [self.roleEvent] + self.contentEvents(chunks: chunks) + self.tailEvents
     }
 
     /// `count` chunk events without `choices`.

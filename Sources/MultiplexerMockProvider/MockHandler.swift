@@ -87,11 +87,28 @@ struct MockHandler: Sendable {
                 MockProvider.json(.internalServerError, #"{"error":{"message":"mock random failure","type":"server_error","code":null}}"#, headers: limitHeaders()))
         }
 
+        // An assistant prefill (a chat request ending with an assistant message): continued after its words,
+        // or refused like a provider that does not support it.
+        var skip = 0
+        if operation == "chat/completions", let last = v["messages"]?.arrayValue?.last, last["role"]?.stringValue == "assistant" {
+            let text = last["content"]?.stringValue ?? ""
+            guard self.state.acceptsPrefill else {
+                self.state.recordPrefill(text, refused: true)
+                return Self.ending(
+                    ticket,
+                    MockProvider.json(
+                        .badRequest,
+                        #"{"error":{"message":"This model does not support assistant message prefill: the last message must be from the user.","type":"invalid_request_error","param":"messages","code":"invalid_prefill"}}"#,
+                        headers: limitHeaders()))
+            }
+            self.state.recordPrefill(text, refused: false)
+            skip = text.split(whereSeparator: \.isWhitespace).count
+        }
         // What this request costs: the prompt (4 characters a token, rounded down — never more than a
-        // gateway estimates) plus the completion it will get.
+        // gateway estimates) plus the completion it will get (less the prefilled words).
         let promptTokens = Self.promptCharacters(v, operation: operation) / 4
         let maxTokens = v["max_completion_tokens"]?.intValue ?? v["max_tokens"]?.intValue
-        let completion = operation == "embeddings" ? 0 : min(maxTokens ?? self.config.completionTokens, self.config.completionTokens)
+        let completion = operation == "embeddings" ? 0 : max(0, min(maxTokens ?? self.config.completionTokens, self.config.completionTokens - skip))
         let usage = TokenUsage(promptTokens: promptTokens, completionTokens: completion)
         switch self.state.admit(tokens: usage.totalTokens) {
         case .limited(let wait):
@@ -101,7 +118,7 @@ struct MockHandler: Sendable {
         }
         let answer = Answer(
             id: "mock-\(UInt32.random(in: 0...UInt32.max))", created: Int(Date().timeIntervalSince1970), model: model, operation: operation,
-            usage: usage, wantsUsage: wantsUsage, inputCount: max(1, v["input"]?.arrayValue?.count ?? 1))
+            usage: usage, wantsUsage: wantsUsage, inputCount: max(1, v["input"]?.arrayValue?.count ?? 1), skip: skip)
         var headers = announces ? dialect.rateLimitHeaders(self.state.rateLimits(exhausted: mode == .exhausted)) : HTTPFields()
         // Served, or (broken-body modes) failed, once the answer has ended.
         let outcome = ServingSlot(state: self.state, usage: usage, served: !mode.breaksBody)
@@ -194,18 +211,24 @@ struct MockHandler: Sendable {
                 try await writer.write(ByteBuffer(string: "data: [DONE]\n\n"))
             }
         default:
-            let events = answer.events(chunks: chunks)
+            // The role delta goes out with the first content event; a stream-cut or stream-stall answer breaks
+            // before content event `breakAt` (before anything when it is 0).
+            let content = answer.contentEvents(chunks: chunks)
+            let tail = answer.tailEvents.joined()
+            let role = answer.roleEvent
+            let breakAt = mode == .streamCut || mode == .streamStall ? (self.state.breakAfter ?? (chunks == 1 ? 0 : chunks / 2 + 1)) : Int.max
             return Self.body(ticket, outcome) { writer in
                 if latency > .zero { try await Task.sleep(for: latency) }
-                for i in 0..<chunks {
+                for (i, event) in content.enumerated() {
                     if i > 0, interval > .zero { try await Task.sleep(for: interval) }
-                    if i == chunks / 2 + 1 || chunks == 1 && i == 0 {
+                    if i == breakAt {
                         if mode == .streamCut { throw CancellationError() }
-                        if mode == .streamStall { try await Task.sleep(for: .seconds(3600)) }
+                        try await Task.sleep(for: .seconds(3600))
                     }
-                    try await writer.write(ByteBuffer(string: events[i]))
+                    try await writer.write(ByteBuffer(string: i == 0 ? role + event : event))
                 }
-                try await writer.write(ByteBuffer(string: events[chunks...].joined()))
+                if content.isEmpty { try await writer.write(ByteBuffer(string: role)) }
+                try await writer.write(ByteBuffer(string: tail))
             }
         }
     }

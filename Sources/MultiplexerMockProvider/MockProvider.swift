@@ -16,8 +16,12 @@ import NIOCore
 /// - **Counters** (``MockProviderState/Counters``) and the headers of the last 64 requests
 ///   (``MockProviderState/recentRequests()``).
 ///
-/// Control routes: `GET /mock/stats`, `GET /mock/requests`, `POST /mock/mode {"mode": …, "retry_after": s, "dialect": …}`,
-/// `POST /mock/reset`.
+/// - **Prefill** (mid-stream continuation): a chat request ending with an `assistant` message is answered from
+///   the word after the prefilled ones (the answer is `tok1 tok2 … tokN` whoever serves it), or refused with
+///   400 `invalid_prefill` when ``Configuration/acceptsPrefill`` is off. Every stream starts with a `role` delta.
+///
+/// Control routes: `GET /mock/stats`, `GET /mock/requests`, `POST /mock/mode {"mode": …, "retry_after": s, "dialect": …,
+/// "prefill": bool, "break_after": k}`, `POST /mock/reset`.
 public struct MockProvider: Sendable {
     /// What the mock does with each request.
     ///
@@ -117,6 +121,12 @@ public struct MockProvider: Sendable {
         public var keepAliveInterval: Duration = .milliseconds(100)
         /// The time between bytes in `trickle-bytes` mode.
         public var trickleInterval: Duration = .milliseconds(200)
+        /// Whether a chat request whose last message is an `assistant` prefill is continued (its answer resumes
+        /// after the prefilled words) — or refused with 400 `invalid_prefill`, like a provider without prefill.
+        public var acceptsPrefill = true
+        /// Content events a `stream-cut` or `stream-stall` stream sends before it breaks; `nil`: half of them,
+        /// plus one.
+        public var breakAfter: Int?
         public init() {}
     }
 
@@ -155,7 +165,12 @@ public struct MockProvider: Sendable {
             if doc.value["dialect"] != nil, dialect == nil {
                 return Self.json(.badRequest, #"{"error":{"message":"unknown dialect"}}"#)
             }
-            state.setMode(mode, retryAfter: doc.value["retry_after"]?.intValue, dialect: dialect)
+            let prefill: Bool?
+            switch doc.value["prefill"] {
+            case .bool(let b)?: prefill = b
+            default: prefill = nil
+            }
+            state.setMode(mode, retryAfter: doc.value["retry_after"]?.intValue, dialect: dialect, acceptsPrefill: prefill, breakAfter: doc.value["break_after"]?.intValue)
             return Self.json(.ok, "{\"mode\":\"\(mode.rawValue)\",\"dialect\":\"\(state.dialect.rawValue)\"}")
         }
         return Application(

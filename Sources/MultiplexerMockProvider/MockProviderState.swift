@@ -23,6 +23,10 @@ public final class MockProviderState: Sendable {
         public var inFlight = 0
         /// The most requests that were at the mock at once (``inFlight``'s high-water mark since the last reset).
         public var maxInFlight = 0
+        /// Chat requests that ended with an `assistant` message (a prefill to continue) and were answered.
+        public var prefilled = 0
+        /// Prefilled requests refused with 400 `invalid_prefill` (``MockProvider/Configuration/acceptsPrefill`` off).
+        public var refusedPrefill = 0
     }
 
     /// One request as it reached the mock.
@@ -61,6 +65,10 @@ public final class MockProviderState: Sendable {
         var retryAfter: Int
         var dialect: MockProvider.Dialect
         var recent: [RecordedRequest] = []
+        /// The prefill texts of the last ``recentRequestLimit`` prefilled requests, oldest first.
+        var prefills: [String] = []
+        var acceptsPrefill: Bool
+        var breakAfter: Int?
 
         mutating func prune(_ now: ContinuousClock.Instant) {
             let cutoff = now - .seconds(60)
@@ -74,7 +82,10 @@ public final class MockProviderState: Sendable {
 
     init(configuration: MockProvider.Configuration) {
         self.configuration = configuration
-        self.state = Mutex(State(mode: configuration.mode, retryAfter: configuration.retryAfter, dialect: configuration.dialect))
+        self.state = Mutex(
+            State(
+                mode: configuration.mode, retryAfter: configuration.retryAfter, dialect: configuration.dialect, acceptsPrefill: configuration.acceptsPrefill,
+                breakAfter: configuration.breakAfter))
     }
 
     public var counters: Counters { self.state.withLock { $0.counters } }
@@ -83,11 +94,32 @@ public final class MockProviderState: Sendable {
     var retryAfter: Int { self.state.withLock { $0.retryAfter } }
 
     /// Switches the mode (and optionally the `Retry-After` seconds and the dialect).
-    public func setMode(_ m: MockProvider.Mode, retryAfter: Int?, dialect: MockProvider.Dialect? = nil) {
+    public func setMode(
+        _ m: MockProvider.Mode, retryAfter: Int?, dialect: MockProvider.Dialect? = nil, acceptsPrefill: Bool? = nil, breakAfter: Int? = nil
+    ) {
         self.state.withLock {
             $0.mode = m
             if let r = retryAfter { $0.retryAfter = r }
             if let d = dialect { $0.dialect = d }
+            if let a = acceptsPrefill { $0.acceptsPrefill = a }
+            if let b = breakAfter { $0.breakAfter = b < 0 ? nil : b }
+        }
+    }
+
+    /// Whether prefilled requests are continued (else refused with 400 `invalid_prefill`).
+    var acceptsPrefill: Bool { self.state.withLock { $0.acceptsPrefill } }
+    /// Content events a `stream-cut` or `stream-stall` answer sends before it breaks (`nil`: half of them, plus one).
+    var breakAfter: Int? { self.state.withLock { $0.breakAfter } }
+
+    /// The prefill texts of the last prefilled requests, oldest first.
+    public func prefills() -> [String] { self.state.withLock { $0.prefills } }
+
+    /// Counts a prefilled request (answered or refused) and records its prefill.
+    func recordPrefill(_ text: String, refused: Bool) {
+        self.state.withLock { s in
+            if refused { s.counters.refusedPrefill += 1 } else { s.counters.prefilled += 1 }
+            s.prefills.append(text)
+            if s.prefills.count > Self.recentRequestLimit { s.prefills.removeFirst(s.prefills.count - Self.recentRequestLimit) }
         }
     }
 
@@ -102,6 +134,7 @@ public final class MockProviderState: Sendable {
             $0.requestLog = []
             $0.tokenLog = []
             $0.recent = []
+            $0.prefills = []
         }
     }
 
@@ -218,7 +251,7 @@ public final class MockProviderState: Sendable {
         return """
             {"requests":\(c.requests),"served":\(c.served),"overshoot":\(c.overshoot),"forced_429":\(c.forced429),"failed":\(c.failed),\
             "prompt_tokens":\(c.promptTokens),"completion_tokens":\(c.completionTokens),"in_flight":\(c.inFlight),"max_in_flight":\(c.maxInFlight),\
-            "mode":"\(mode.rawValue)","dialect":"\(dialect.rawValue)"}
+            "prefilled":\(c.prefilled),"refused_prefill":\(c.refusedPrefill),"mode":"\(mode.rawValue)","dialect":"\(dialect.rawValue)"}
             """
     }
 

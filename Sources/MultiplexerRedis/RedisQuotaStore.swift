@@ -514,7 +514,7 @@ public final class RedisQuotaStore: QuotaStore {
     public func record(_ event: ModelEvent) async {
         do {
             let v = try await self.client.evalsha(
-                self.scripts.record, keys: [self.schemaKey], args: [self.prefix, event.group, event.fallback ? "1" : "0", event.exhausted ? "1" : "0"])
+                self.scripts.record, keys: [self.schemaKey], args: [self.prefix, event.group, event.fallback ? "1" : "0", event.exhausted ? "1" : "0", event.continued ? "1" : "0"])
             if case .error = v { throw RedisError(.serverError, v.errorMessage ?? "") }
         } catch {
             self.local.withLock { l in
@@ -640,6 +640,7 @@ public final class RedisQuotaStore: QuotaStore {
             c.requests = h["requests"] ?? 0
             c.fallbacks = h["fallbacks"] ?? 0
             c.exhausted = h["exhausted"] ?? 0
+            c.continued = h["continued"] ?? 0
             out.models.append(ModelStats(name: name, counters: c))
         }
         var i = 0
@@ -681,7 +682,8 @@ public final class RedisQuotaStore: QuotaStore {
             args.append(String(max(1, s.failureCooldown.millisecondsRoundedUp)))
             for f in UsageCounters.fieldNames { args.append(String(d[f])) }
             args.append(s.modelEvent?.group ?? "")
-            args.append(s.modelEvent?.fallback == true ? "1" : "0")
+            // Flags: 1 served by the fallback tier, 2 continued mid-stream.
+            args.append(String((s.modelEvent?.fallback == true ? 1 : 0) + (s.modelEvent?.continued == true ? 2 : 0)))
             args.append(s.modelEvent?.exhausted == true ? "1" : "0")
             args.append(s.exhaustedCooldown.map { String(max(1, $0.millisecondsRoundedUp)) } ?? "0")
         }
@@ -916,6 +918,7 @@ public final class RedisQuotaStore: QuotaStore {
         l.counters[k, default: [:]]["requests", default: 0] += 1
         if e.fallback { l.counters[k, default: [:]]["fallbacks", default: 0] += 1 }
         if e.exhausted { l.counters[k, default: [:]]["exhausted", default: 0] += 1 }
+        if e.continued { l.counters[k, default: [:]]["continued", default: 0] += 1 }
     }
 
     /// How often (ms) admissions of a degraded node try to recover.

@@ -467,7 +467,7 @@ struct RedisScripts: Sendable {
 
     /// Settlement of one or more attempts, in order. ARGV: prefix, n, then n × (id, provider, key ('' none),
     /// tier, charged tokens, result, cooldown ms, failure threshold, failure cooldown ms, 7 usage deltas
-    /// (requests … fallback_served), model ('' none), model fallback 0|1, model exhausted 0|1, exhausted
+    /// (requests … fallback_served), model ('' none), model flags (1 fallback + 2 continued), model exhausted 0|1, exhausted
     /// cooldown ms (0 none: the provider's 2xx announced it is out of requests or tokens; reason `exhausted`)).
     /// Idempotent per reservation id for at least 15 minutes, so a batch whose reply was lost can be replayed
     /// safely: a reservation id (the `seq` number admission gave it) is one bit in a bitmap of 2^20 ids,
@@ -585,7 +585,9 @@ struct RedisScripts: Sendable {
                 if ARGV[b + 16] ~= '' then
                   local mk = P .. 'model:' .. ARGV[b + 16] .. ':usage'
                   add(mk, 'requests', 1)
-                  if ARGV[b + 17] == '1' then add(mk, 'fallbacks', 1) end
+                  local flags = tonumber(ARGV[b + 17])
+                  if flags % 2 == 1 then add(mk, 'fallbacks', 1) end
+                  if flags >= 2 then add(mk, 'continued', 1) end
                   if ARGV[b + 18] == '1' then add(mk, 'exhausted', 1) end
                 end
               end
@@ -650,12 +652,13 @@ struct RedisScripts: Sendable {
             return {live, redis.call('HGET', P .. 'fleet', 'epoch') or ''}
             """
 
-    /// A model-group event with no settlement. ARGV: prefix, model, fallback 0|1, exhausted 0|1.
+    /// A model-group event with no settlement. ARGV: prefix, model, fallback 0|1, exhausted 0|1, continued 0|1.
     static let recordBody = """
             local mk = P .. 'model:' .. ARGV[2] .. ':usage'
             redis.call('HINCRBY', mk, 'requests', 1)
             if ARGV[3] == '1' then redis.call('HINCRBY', mk, 'fallbacks', 1) end
             if ARGV[4] == '1' then redis.call('HINCRBY', mk, 'exhausted', 1) end
+            if ARGV[5] == '1' then redis.call('HINCRBY', mk, 'continued', 1) end
             return 1
             """
 

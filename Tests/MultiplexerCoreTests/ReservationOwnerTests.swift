@@ -17,7 +17,7 @@ struct ReservationOwnerTests {
         let calls = Mutex(0)
         let owner = ReservationOwner(try await self.pending(store)) { _ in calls.withLock { $0 += 1 } }
         #expect(await owner.settle(.success(usage: TokenUsage(promptTokens: 1, completionTokens: 1))))
-        #expect(!(await owner.settle(.broken)), "a second path settles nothing")
+        #expect(!(await owner.settle(.broken())), "a second path settles nothing")
         #expect(owner.claim() == nil)
         let s = try await store.stats(StatsQuery(providers: ["p"], keys: [], models: []))
         #expect(s.providers[0].usage.requests == 1 && s.providers[0].usage.success == 1 && s.providers[0].window.inFlight == 0)

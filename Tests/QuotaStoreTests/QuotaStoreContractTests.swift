@@ -162,7 +162,7 @@ struct QuotaStoreContractTests {
             #expect(stats.window.tpm == 0, "a 503 keeps no tokens")
             #expect(stats.window.rpm == 1, "but counts as a request sent")
             let broken = try Self.reservation(try await Self.admitOne(h.store, c))
-            await h.store.settle(Settlement(reservation: broken, result: .broken, failureThreshold: 10))
+            await h.store.settle(Settlement(reservation: broken, result: .broken(), failureThreshold: 10))
             stats = try await Self.providerStats(h.store, "p-fail")
             #expect(stats.window.tpm == 1_008, "a stream cut mid-way keeps its estimate")
             #expect(stats.window.rpm == 2)

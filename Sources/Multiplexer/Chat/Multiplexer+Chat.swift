@@ -72,10 +72,18 @@ extension Multiplexer {
             /// chunks as they arrive.
             ///
             /// Failover happens before the first event (429, 5xx, timeouts, including the endpoint's
-            /// time-to-first-token timeout). The usage of the stream is settled in the store when it ends — the
-            /// multiplexer always asks the provider for it — and the final usage-only chunk is yielded only when
-            /// `includeUsage` is true. A stream that breaks after its first event throws
-            /// ``MultiplexerError/Code/serviceUnavailable`` from the iteration (never a silent end).
+            /// time-to-first-token timeout). A stream that breaks after its first event (a reset, an idle
+            /// timeout, an oversized or in-band error event) is **continued** on the next model that accepts an
+            /// assistant prefill (``OpenAICompatibleEndpoint/supportsPrefill``): it is asked for the rest of the
+            /// answer after the text already yielded, and its chunks carry on the same stream — the first
+            /// chunk's `id` and `created`, no second `role` delta, ``ChatCompletionChunk/servedBy`` naming the
+            /// model that sent each chunk (ARCHITECTURE §3 step 7). Tool-call deltas and `n > 1` are not
+            /// continued. Only when no model can continue it does the iteration throw
+            /// ``MultiplexerError/Code/serviceUnavailable`` (never a silent end).
+            ///
+            /// The usage of the stream is settled in the store when it ends — the multiplexer always asks the
+            /// provider for it — and the final usage-only chunk (the sum over every model that served it) is
+            /// yielded only when `includeUsage` is true.
             ///
             /// Iterate the stream once. Dropping it before its end aborts the upstream transfer; its reservation is
             /// then settled by ``Multiplexer/run()``.
@@ -94,8 +102,7 @@ extension Multiplexer {
                         .invalidResponse, "Model '\(served.entry.name)' answered a stream request without a stream.", modelName: served.entry.name,
                         endpoint: served.entry.endpoint.baseURL, statusCode: served.response.status)
                 }
-                let cursor = ChunkCursor(
-                    events: events, pending: pending, entry: served.entry, includeUsage: includeUsage, jobSink: self.multiplexer.jobSink,
+                let cursor = ChunkCursor(served: served, events: events, pending: pending, includeUsage: includeUsage, jobSink: self.multiplexer.jobSink,
                     keeper: self.multiplexer.leaseKeeper)
                 return AsyncThrowingStream(unfolding: { try await cursor.next() })
             }

@@ -1,4 +1,5 @@
 import MultiplexerCore
+import MultiplexerUpstream
 import Synchronization
 
 /// Renews the leases of the streams the library has handed out, while their upstream transfers are open,
@@ -8,13 +9,13 @@ import Synchronization
 final class LeaseKeeper: Sendable {
     private struct State {
         var next: UInt64 = 0
-        var open: [UInt64: ReservationOwner] = [:]
+        var open: [UInt64: StreamReservation] = [:]
     }
 
     private let state = Mutex(State())
 
     /// Registers a stream's reservation; the token unregisters it.
-    func register(_ owner: ReservationOwner) -> UInt64 {
+    func register(_ owner: StreamReservation) -> UInt64 {
         self.state.withLock { s in
             s.next += 1
             s.open[s.next] = owner
@@ -40,7 +41,7 @@ final class LeaseKeeper: Sendable {
             let open = self.state.withLock { Array($0.open.values) }
             await withDiscardingTaskGroup { group in
                 for owner in open {
-                    group.addTask { await owner.renew(for: Provider.lease) }
+                    group.addTask { await owner.renew() }
                 }
             }
         }

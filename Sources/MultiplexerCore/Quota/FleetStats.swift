@@ -78,6 +78,8 @@ public struct ModelCounters: Sendable, Hashable, Codable {
     public var fallbacks: Int = 0
     /// Client requests that found every candidate exhausted.
     public var exhausted: Int = 0
+    /// Streams that broke mid-way and were completed on another provider.
+    public var continued: Int = 0
     public init() {}
 }
 

@@ -258,6 +258,7 @@ public struct QuotaState: Sendable {
         self.models[e.group, default: ModelCounters()].requests += 1
         if e.fallback { self.models[e.group, default: ModelCounters()].fallbacks += 1 }
         if e.exhausted { self.models[e.group, default: ModelCounters()].exhausted += 1 }
+        if e.continued { self.models[e.group, default: ModelCounters()].continued += 1 }
     }
 
     static func extendCooldown(_ ps: inout ProviderState, until: Int64, reason: CooldownReason) {

@@ -206,7 +206,11 @@ public enum SettlementResult: Sendable, Hashable {
     /// Failed after the provider may have processed the request — a timeout or reset after it was sent, a
     /// 2xx whose body is not an answer, a stream cut mid-way: one more consecutive failure,
     /// and the estimate stays charged (never under-count what the provider may have counted).
-    case broken
+    ///
+    /// `usage`, when known, is what stays charged instead of the whole reservation: for a stream that broke
+    /// after relaying part of its answer, the usage it reported, else the estimate of its prompt and of
+    /// the text it relayed (ARCHITECTURE §3 step 6).
+    case broken(usage: TokenUsage? = nil)
     /// 401/403: cool the provider down for `cooldown`.
     case unauthorized(cooldown: Duration)
     /// 400 `context_length_exceeded`: no health change.
@@ -224,8 +228,8 @@ public enum SettlementResult: Sendable, Hashable {
     /// estimate stays — never under-count.
     public func chargedTokens(reserved: Int) -> Int {
         switch self {
-        case .success(let usage?): usage.totalTokens
-        case .success(nil), .broken, .abandoned: reserved
+        case .success(let usage?), .broken(let usage?): usage.totalTokens
+        case .success(nil), .broken(nil), .abandoned: reserved
         case .failure, .rateLimited, .unauthorized, .contextLengthExceeded, .clientError: 0
         }
     }
@@ -238,10 +242,14 @@ public struct ModelEvent: Sendable, Hashable {
     public var fallback: Bool
     /// The request found every candidate exhausted.
     public var exhausted: Bool
-    public init(group: String, fallback: Bool = false, exhausted: Bool = false) {
+    /// The request was a stream that broke mid-way and was completed by a continuation
+    /// (ARCHITECTURE §3 step 7).
+    public var continued: Bool
+    public init(group: String, fallback: Bool = false, exhausted: Bool = false, continued: Bool = false) {
         self.group = group
         self.fallback = fallback
         self.exhausted = exhausted
+        self.continued = continued
     }
 }
 

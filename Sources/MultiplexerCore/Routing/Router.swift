@@ -40,6 +40,10 @@ public struct Router<C: Clock>: Sendable where C.Duration == Duration {
     ///   - cost: the request's token cost (see ``TokenEstimator``).
     ///   - key: the client key, if any (its limits are checked in the same admission).
     ///   - deadline: no waiting beyond this instant.
+    ///   - continuation: set when this routes the continuation of a stream that broke mid-way
+    ///     (ARCHITECTURE §3 step 7): the attempts already made count against `max_attempts`, the
+    ///     providers that broke are not asked, and a client error (a provider refusing the prefill) moves on
+    ///     to the next candidate instead of ending the request.
     ///   - transport: the upstream client.
     /// - Throws: only what the store throws at admission (e.g. Redis unavailable with `reject`), and
     ///   `CancellationError` when the task is cancelled while waiting.
@@ -49,10 +53,20 @@ public struct Router<C: Clock>: Sendable where C.Duration == Duration {
         cost: RequestCost,
         key: ClientKey? = nil,
         deadline: C.Instant? = nil,
+        continuation: RouteContinuation? = nil,
         via transport: T
     ) async throws -> RouteResult<T.Body> {
         var attempts: [AttemptRecord] = []
-        let ordered = self.table.candidates(for: group, using: self.random)
+        let prior = continuation?.attemptsSoFar ?? 0
+        let ordered = self.table.candidates(for: group, using: self.random).filter { c in
+            guard let continuation else { return true }
+            return !continuation.excluded.contains(c.provider.name) && (!continuation.requiresPrefill || c.provider.supportsPrefill)
+        }
+        if continuation != nil, ordered.isEmpty || prior >= group.maxAttempts {
+            // Nobody can continue the stream.
+            await self.store.record(ModelEvent(group: group.name))
+            return RouteResult(outcome: .exhausted(retryAfter: nil, blocked: []), attempts: attempts)
+        }
         let fitting = ordered.filter { c in
             guard let window = c.provider.contextWindow else { return true }
             return cost.tokens(on: c.provider) <= window
@@ -69,7 +83,7 @@ public struct Router<C: Clock>: Sendable where C.Duration == Duration {
         var lastFailure: AttemptRecord?
         let keyAdmission = key.map { KeyAdmission(name: $0.name, limits: $0.limits) }
 
-        while attempts.count < group.maxAttempts {
+        while prior + attempts.count < group.maxAttempts {
             let remaining = fitting.filter { !excluded.contains($0.provider.name) }
             guard !remaining.isEmpty else { break }
             let hasBothTiers = remaining.contains { $0.tier == .primary } && remaining.contains { $0.tier == .fallback }
@@ -116,7 +130,7 @@ public struct Router<C: Clock>: Sendable where C.Duration == Duration {
 
             let candidate = remaining[reservation.candidateIndex]
             let provider = candidate.provider
-            let attempt = UpstreamAttempt(provider: provider, tier: candidate.tier, number: attempts.count + 1, reservation: reservation)
+            let attempt = UpstreamAttempt(provider: provider, tier: candidate.tier, number: prior + attempts.count + 1, reservation: reservation)
             let began = self.clock.now
             let outcome: Outcome
             var response: UpstreamResponse<T.Body>?
@@ -165,6 +179,13 @@ public struct Router<C: Clock>: Sendable where C.Duration == Duration {
                 }
                 await self.store.settle(settlement)
                 return RouteResult(outcome: .served(served, nil), attempts: attempts)
+            case .clientError where continuation != nil:
+                // A provider that refuses the prefill (400 `invalid_prefill`): the next one may accept it.
+                var s = settlement
+                s.modelEvent = nil
+                await self.store.settle(s)
+                excluded.insert(provider.name)
+                lastFailure = record
             case .clientError:
                 await self.store.settle(settlement)
                 return RouteResult(outcome: .clientError(response!, provider: provider), attempts: attempts)
@@ -256,7 +277,7 @@ public struct Router<C: Clock>: Sendable where C.Duration == Duration {
         switch outcome {
         case .success: .success(usage: usage)
         case .rateLimited(let d): .rateLimited(cooldown: d)
-        case .failure: (error.map(\.isBeforeProcessing) ?? true) ? .failure : .broken
+        case .failure: (error.map(\.isBeforeProcessing) ?? true) ? .failure : .broken()
         case .unauthorized(let d): .unauthorized(cooldown: d)
         case .contextLengthExceeded: .contextLengthExceeded
         case .clientError: .clientError
@@ -269,6 +290,22 @@ extension Outcome {
     var isRateLimit: Bool {
         if case .rateLimited = self { return true }
         return false
+    }
+}
+
+/// How the continuation of a broken stream is routed (see ``Router/route(_:group:cost:key:deadline:continuation:via:)``).
+public struct RouteContinuation: Sendable, Hashable {
+    /// Attempts the request has made so far (they count against the group's `max_attempts`).
+    public var attemptsSoFar: Int
+    /// Providers not to ask (those whose streams broke).
+    public var excluded: Set<String>
+    /// Only providers with `supports_prefill` are asked (the request carries an assistant prefill).
+    public var requiresPrefill: Bool
+
+    public init(attemptsSoFar: Int, excluded: Set<String>, requiresPrefill: Bool) {
+        self.attemptsSoFar = attemptsSoFar
+        self.excluded = excluded
+        self.requiresPrefill = requiresPrefill
     }
 }
 
@@ -339,9 +376,31 @@ public struct PendingSettlement: Sendable {
         s.result = result
         if case .success = result {} else if var e = s.modelEvent {
             e.fallback = false
+            e.continued = false
             s.modelEvent = e
         }
         await self.store.settle(s)
+    }
+
+    /// This settlement without its model-group event: the attempt's request goes on (a stream continued on
+    /// another provider is counted once, when its continuation ends).
+    public func withoutModelEvent() -> PendingSettlement {
+        var t = self.template
+        t.modelEvent = nil
+        return PendingSettlement(store: self.store, template: t)
+    }
+
+    /// This settlement with its request counted as continued (when it settles as a success).
+    public func markedContinued() -> PendingSettlement {
+        var t = self.template
+        t.modelEvent?.continued = true
+        return PendingSettlement(store: self.store, template: t)
+    }
+
+    /// Counts a client request against its model group in the store that holds this settlement (for a
+    /// request whose last attempt's settlement carried no event).
+    public func record(_ event: ModelEvent) async {
+        await self.store.record(event)
     }
 
     /// Extends the in-flight lease of a long stream.

@@ -69,7 +69,7 @@ public enum TokenEstimator {
     }
 
     /// Tokens of a text-ish value: a string, or an array of content parts.
-    static func textTokens(_ v: JSONValue?) -> Int {
+    public static func textTokens(_ v: JSONValue?) -> Int {
         switch v {
         case .string(let s)?:
             return self.tokens(forCharacters: s.utf8.count)
@@ -108,7 +108,8 @@ public enum TokenEstimator {
         self.tokens(forCharacters: self.approximateLength(v))
     }
 
-    static func tokens(forCharacters n: Int) -> Int {
+    /// Tokens of `n` bytes of text (about four bytes a token, rounded up).
+    public static func tokens(forCharacters n: Int) -> Int {
         (n + self.charactersPerToken - 1) / self.charactersPerToken
     }
 

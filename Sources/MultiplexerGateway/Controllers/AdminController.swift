@@ -108,7 +108,7 @@ public enum StatsJSON {
             "{\"name\":\(str(p.name)),\"usage\":\(usage(p.usage)),\"window\":\(window(p.window)),\"cooldown_ms\":\(p.cooldownRemaining.map { String($0.millisecondsRoundedUp) } ?? "null"),\"cooldown_reason\":\(p.cooldownReason.map { str($0.rawValue) } ?? "null"),\"disabled\":\(p.disabled),\"consecutive_failures\":\(p.consecutiveFailures)}"
         }
         let keys = s.keys.map { "{\"name\":\(str($0.name)),\"usage\":\(usage($0.usage)),\"window\":\(window($0.window))}" }
-        let models = s.models.map { "{\"name\":\(str($0.name)),\"requests\":\($0.counters.requests),\"fallbacks\":\($0.counters.fallbacks),\"exhausted\":\($0.counters.exhausted)}" }
+        let models = s.models.map { "{\"name\":\(str($0.name)),\"requests\":\($0.counters.requests),\"fallbacks\":\($0.counters.fallbacks),\"exhausted\":\($0.counters.exhausted),\"continued\":\($0.counters.continued)}" }
         let nodes = s.nodes.map { "{\"id\":\(str($0.id)),\"last_seen_ms\":\($0.lastSeen.millisecondsRoundedUp)}" }
         return "{\"node\":\(node.map(str) ?? "null"),\"store\":\(str(store)),\"providers\":[\(providers.joined(separator: ","))],\"keys\":[\(keys.joined(separator: ","))],\"models\":[\(models.joined(separator: ","))],\"nodes\":[\(nodes.joined(separator: ","))]}"
     }

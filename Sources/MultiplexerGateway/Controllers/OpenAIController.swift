@@ -104,6 +104,10 @@ struct OpenAIController: Sendable {
         var tokens: TokenUsage?
         var key: String?
         var fallback = false
+        /// A stream continued mid-way (ARCHITECTURE §3 step 7): every provider that served it, in order,
+        /// and whether the continuation completed it.
+        var providers: [String] = []
+        var continued = false
         /// A stream logs when it ends.
         var deferred = false
     }
@@ -146,6 +150,10 @@ struct OpenAIController: Sendable {
             field("gen_ai.usage.output_tokens", String(t.completionTokens))
         }
         if let k = log.key { field("gateway.key", k) }
+        if log.providers.count > 1 {
+            field("gateway.providers", log.providers.joined(separator: ","))
+            field("gateway.continued", log.continued ? "1" : "0")
+        }
         return line
     }
 
@@ -281,8 +289,12 @@ struct OpenAIController: Sendable {
             case .events(let events):
                 guard let pending else { return Self.error(.upstream(status: 502, "The provider's stream could not be read."), requestID: requestID) }
                 log.deferred = true
-                return StreamRelay(controller: self, log: log, clientWantsUsage: parsed.clientWantsUsage, connection: connection).response(
-                    events: events, pending: pending, headers: headers)
+                let continuer = StreamContinuer(
+                    router: self.gateway.router, request: upstream, group: group, cost: parsed.cost, key: key?.clientKey, transport: self.gateway.transport)
+                let relay = StreamRelay(
+                    controller: self, log: log, clientWantsUsage: parsed.clientWantsUsage, connection: connection, operation: operation,
+                    choices: parsed.cost.choices, declaresTools: parsed.declaresTools, promptTokens: parsed.cost.promptTokens, attempts: result.attempts.count, continuer: continuer)
+                return relay.response(events: events, pending: pending, provider: served.provider, headers: headers)
             }
         case .clientError(let response, let provider):
             log.provider = provider.name

@@ -26,37 +26,46 @@ struct StreamRelay: Sendable {
     /// The client's connection: the watchdog ends the relay within a second of it closing (a reset while
     /// the provider is silent is otherwise seen only at the next write).
     let connection: (any Channel)?
+    /// What the stream is, for its continuation (ARCHITECTURE §3 step 7).
+    let operation: String
+    let choices: Int
+    let declaresTools: Bool
+    let promptTokens: Int
+    let attempts: Int
+    let continuer: StreamContinuer?
 
     /// Leases of long streams are renewed at most this far apart (and at least three times per lease).
     static let leaseRenewal: Duration = MultiplexerCore.Provider.leaseRenewal
 
-    func response(events: SSEEventStream, pending: PendingSettlement, headers: HTTPFields) -> Response {
+    func response(events: SSEEventStream, pending: PendingSettlement, provider: MultiplexerCore.Provider, headers: HTTPFields) -> Response {
         var h = headers
         h[.contentType] = "text/event-stream"
         h[.cacheControl] = "no-cache"
         let relay = self
-        let owner = StreamOwner(pending: pending, relay: self)
+        let owner = StreamOwner(pending: pending, provider: provider, events: events, relay: self)
+        let stream = ContinuingEventStream(
+            events: events, reservation: owner.reservation, operation: self.operation, choices: self.choices, declaresTools: self.declaresTools,
+            promptTokens: self.promptTokens,
+            attempts: self.attempts, continuer: self.continuer)
         return Response(status: .ok, headers: h, body: ResponseBody { writer in
-            try await relay.run(events: events, owner: owner, writer: &writer)
+            try await relay.run(stream: stream, owner: owner, writer: &writer)
         })
     }
 
     /// Relays the stream while a watchdog beside it renews the lease (while the upstream transfer is open,
     /// whatever the client reads) and drops a client whose connection stopped accepting bytes.
-    private func run(events: SSEEventStream, owner: StreamOwner, writer: inout any ResponseBodyWriter) async throws {
+    private func run(stream: ContinuingEventStream, owner: StreamOwner, writer: inout any ResponseBodyWriter) async throws {
         owner.markStarted()
         let gateway = self.controller.gateway
-        let lease = gateway.table.providers[owner.pending.reservation.provider]?.leaseDuration ?? MultiplexerCore.Provider.lease
-        let renewEvery = min(Self.leaseRenewal, lease / 3)
         let writeTimeout = gateway.configuration.server.clientWriteTimeout
         let task = withUnsafeCurrentTask { $0.map(RelayTask.init) }
         try await withThrowingTaskGroup(of: Void.self) { group in
             group.addTask {
                 await owner.watch(
-                    renewEvery: renewEvery, lease: lease, writeTimeout: writeTimeout, task: task, events: events,
+                    renewEvery: Self.leaseRenewal, writeTimeout: writeTimeout, task: task,
                     shutdownDeadline: { gateway.state.streamDeadline }, connection: self.connection)
             }
-            let outcome = await self.relay(events: events, owner: owner, writer: &writer)
+            let outcome = await self.relay(stream: stream, owner: owner, writer: &writer)
             group.cancelAll()
             if let failure = outcome { throw failure }
         }
@@ -64,10 +73,9 @@ struct StreamRelay: Sendable {
 
     /// Relays every event; settles; logs. Returns the error that ended it if the client's connection must
     /// be closed (the client went away, or accepted no bytes for the write timeout).
-    private func relay(events: SSEEventStream, owner: StreamOwner, writer: inout any ResponseBodyWriter) async -> (any Error)? {
-        var iterator = events.makeAsyncIterator()
-        var usage: TokenUsage?
-        var result: SettlementResult = .abandoned
+    private func relay(stream: ContinuingEventStream, owner: StreamOwner, writer: inout any ResponseBodyWriter) async -> (any Error)? {
+        var stream = stream
+        var end: ContinuingEventStream.End = .abandoned
         var status = 200
         var failure: (any Error)?
         // Events that arrived together (one read from the provider) go out in one write; the buffer is
@@ -75,19 +83,20 @@ struct StreamRelay: Sendable {
         var out = ByteBuffer()
         do {
             while true {
-                let event: SSEEvent?
-                if let buffered = iterator.nextIfBuffered() {
-                    event = buffered
+                let item: ContinuingEventStream.Item
+                if let buffered = stream.nextIfBuffered() {
+                    item = buffered
                 } else {
                     if out.readableBytes > 0 {
                         try await owner.write(out, to: &writer)
                         out.clear()
                     }
                     do {
-                        event = try await iterator.next()
+                        item = try await stream.next()
                     } catch {
-                        // The provider broke mid-stream (reset, idle timeout): say so, and never send [DONE].
-                        // (A cancelled transfer is the client's doing: the write below fails the same way.)
+                        // The provider broke mid-stream (reset, idle timeout) and no continuation could finish
+                        // it: say so, and never send [DONE]. (A cancelled transfer is the client's doing: the
+                        // write below fails the same way.)
                         try Task.checkCancellation()
                         if owner.shuttingDown {
                             // The node is stopping and this stream outlived the deadline: say so, end the
@@ -97,7 +106,7 @@ struct StreamRelay: Sendable {
                                 type: "server_error", code: "server_shutting_down")
                             out.writeString("data: \(e.json)\n\n")
                             try await owner.write(out, to: &writer)
-                            result = .abandoned
+                            end = .abandoned
                             status = 503
                             break
                         }
@@ -105,26 +114,23 @@ struct StreamRelay: Sendable {
                             status: 502, "The provider's stream broke before it finished (\(error.kind.rawValue)).", code: "upstream_stream_error")
                         out.writeString("data: \(e.json)\n\n")
                         try await owner.write(out, to: &writer)
-                        result = .broken
+                        end = .broken
                         status = 502
                         break
                     }
                 }
-                guard let event, !event.isDone else {
+                guard case .event(let event, let usageOnly) = item else {
                     out.writeString("data: [DONE]\n\n")
                     try await owner.write(out, to: &writer)
-                    result = .success(usage: usage)
+                    end = .completed
                     break
                 }
-                if let u = Self.usage(in: event.data, previous: usage) {
-                    usage = u.usage
-                    if u.usageOnly && !self.clientWantsUsage { continue }
-                }
+                if usageOnly && !self.clientWantsUsage { continue }
                 Self.frame(event, into: &out)
             }
             // Settled before the response ends: a client that has read the whole stream finds the
             // provider's windows and counters already updated (its next request is admitted on them).
-            await owner.settle(result)
+            await stream.settle(end)
             try await owner.write(nil, to: &writer)
         } catch {
             // Writing to the client failed (it went away), or it accepted nothing for the write timeout (the
@@ -139,15 +145,43 @@ struct StreamRelay: Sendable {
             }
             failure = error
         }
-        await owner.settle(.abandoned)
-        self.finish(usage: usage, status: status)
+        await stream.settle(.abandoned)
+        self.finish(stream: stream, status: status)
         return failure
     }
 
-    /// The request's log line and gauges, once per stream.
+    /// The request's log line, metrics and gauges, once per stream.
+    func finish(stream: ContinuingEventStream, status: Int) {
+        var log = self.log
+        log.tokens = stream.usage
+        let gateway = self.controller.gateway
+        for a in stream.continuationAttempts { gateway.metrics.attempt(a) }
+        log.attempts += stream.continuationAttempts.count
+        if stream.providers.count > 1 || !stream.continuationAttempts.isEmpty {
+            log.provider = stream.providers.last ?? log.provider
+            log.providers = stream.providers
+            log.continued = stream.continued && status == 200
+            gateway.metrics.continuation(model: log.group, completed: log.continued)
+            if !log.continued {
+                gateway.logger.warning(
+                    "a broken stream could not be continued",
+                    metadata: [
+                        "request.id": .string(log.requestID), "gateway.providers": .string(stream.providers.joined(separator: ",")),
+                        "gateway.attempts": .stringConvertible(log.attempts),
+                    ])
+            }
+        }
+        self.finish(log, status: status)
+    }
+
+    /// The log line and gauges of a stream that ended before its body ran.
     func finish(usage: TokenUsage?, status: Int) {
         var log = self.log
         log.tokens = usage
+        self.finish(log, status: status)
+    }
+
+    private func finish(_ log: OpenAIController.RequestLog, status: Int) {
         self.controller.gateway.metrics.inFlight.decrement()
         self.controller.finish(log, status: status)
     }
@@ -167,32 +201,9 @@ struct StreamRelay: Sendable {
         out.writeString("\n")
     }
 
-    /// The usage in a chunk, and whether the chunk carries nothing else (`choices` empty).
-    ///
-    /// Besides chat and completions chunks (`usage` with `prompt_tokens`), this reads the usage of the
-    /// passthrough streams: `responses` (`response.completed`: `response.usage` with `input_tokens` and
-    /// `output_tokens`) and Anthropic's `messages` (`message_start`: `message.usage.input_tokens`; each
-    /// `message_delta`: `usage.output_tokens`, the running total — merged with `previous`). Those events
-    /// are always forwarded (`usageOnly` is false).
+    /// The usage in a chunk (see ``StreamUsage/usage(in:previous:)``).
     static func usage(in data: String, previous: TokenUsage? = nil) -> (usage: TokenUsage, usageOnly: Bool)? {
-        guard data.contains("\"usage\""), let m = JSONParser.members(["usage", "choices", "type", "response", "message"], in: Array(data.utf8))
-        else { return nil }
-        switch m["type"]?.stringValue {
-        case "response.completed":
-            guard let u = m["response"]?["usage"].flatMap(OpenAIResponseInspector.usage(from:)) else { return nil }
-            return (u, false)
-        case "message_start":
-            guard let input = m["message"]?["usage"]?["input_tokens"]?.intValue else { return nil }
-            let output = m["message"]?["usage"]?["output_tokens"]?.intValue ?? 0
-            return (TokenUsage(promptTokens: input, completionTokens: max(output, previous?.completionTokens ?? 0)), false)
-        case "message_delta":
-            guard let output = m["usage"]?["output_tokens"]?.intValue else { return nil }
-            let input = m["usage"]?["input_tokens"]?.intValue ?? previous?.promptTokens ?? 0
-            return (TokenUsage(promptTokens: input, completionTokens: output), false)
-        default:
-            guard let u = m["usage"].flatMap(OpenAIResponseInspector.usage(from:)) else { return nil }
-            return (u, m["choices"]?.arrayValue?.isEmpty ?? true)
-        }
+        StreamUsage.usage(in: data, previous: previous)
     }
 }
 
@@ -216,9 +227,9 @@ struct RelayTask: @unchecked Sendable {
 ///   head could be written), `deinit` settles it as abandoned, counts it and logs the request (status 499).
 ///   A stream whose body ran and still reaches `deinit` unsettled is a bug: it is logged at error.
 final class StreamOwner: Sendable {
-    /// Settles once and renews (shared with the library's streams).
-    let reservation: ReservationOwner
-    var pending: PendingSettlement { self.reservation.pending }
+    /// The current attempt's reservation: settles once per attempt, renews, cancels (shared with the
+    /// library's streams; a continued stream moves it to its next attempt).
+    let reservation: StreamReservation
     private let relay: StreamRelay
     private struct State {
         var started = false
@@ -230,9 +241,9 @@ final class StreamOwner: Sendable {
     private let writeStarted = Atomic<Int64>(0)
     private let origin = ContinuousClock.now
 
-    init(pending: PendingSettlement, relay: StreamRelay) {
+    init(pending: PendingSettlement, provider: MultiplexerCore.Provider, events: SSEEventStream, relay: StreamRelay) {
         let logger = relay.controller.gateway.logger, requestID = relay.log.requestID
-        self.reservation = ReservationOwner(pending) { pending in
+        self.reservation = StreamReservation(pending: pending, provider: provider, events: events) { pending in
             // StreamOwner's deinit claims it first; reaching this means a path lost the owner unsettled.
             logger.error("a stream's reservation was released unsettled: settling it as abandoned", metadata: ["request.id": .string(requestID)])
             Task { await pending.settle(.abandoned) }
@@ -247,11 +258,6 @@ final class StreamOwner: Sendable {
 
     func markStarted() { self.state.withLock { $0.started = true } }
 
-    /// Settles the reservation unless it already is.
-    func settle(_ result: SettlementResult) async {
-        await self.reservation.settle(result)
-    }
-
     /// Writes `buffer` (or finishes the body for `nil`), timing the write for the watchdog.
     func write(_ buffer: ByteBuffer?, to writer: inout any ResponseBodyWriter) async throws {
         self.writeStarted.store(max(1, self.now()), ordering: .relaxed)
@@ -265,21 +271,23 @@ final class StreamOwner: Sendable {
         d.components.seconds * 1_000_000_000 + d.components.attoseconds / 1_000_000_000
     }
 
-    /// Runs beside the relay until cancelled: renews the lease every `renewEvery`, cancels `task` when a
-    /// write has been pending for `writeTimeout`, and ends the upstream transfer (`events`) once the node's
-    /// shutdown deadline has passed, so that the relay sends `server_shutting_down` and settles.
+    /// Runs beside the relay until cancelled: renews the current attempt's lease at most `renewEvery` apart
+    /// (and at least three times per lease), cancels `task` when a write has been pending for
+    /// `writeTimeout`, and ends the upstream transfer once the node's shutdown deadline has passed, so that
+    /// the relay sends `server_shutting_down` and settles.
     func watch(
-        renewEvery: Duration, lease: Duration, writeTimeout: Duration, task: RelayTask?, events: SSEEventStream,
+        renewEvery: Duration, writeTimeout: Duration, task: RelayTask?,
         shutdownDeadline: @Sendable () -> ContinuousClock.Instant?, connection: (any Channel)? = nil
     ) async {
         let tick = min(ClientWatch.interval, writeTimeout / 4)
         let limit = Self.nanoseconds(writeTimeout)
         while !Task.isCancelled {
             do { try await Task.sleep(for: tick) } catch { return }
-            await self.reservation.renew(every: renewEvery, for: lease)
+            let lease = self.reservation.provider.leaseDuration
+            await self.reservation.renew(every: min(renewEvery, lease / 3), for: lease)
             if let deadline = shutdownDeadline(), ContinuousClock.now >= deadline, !self.shuttingDown {
                 self.state.withLock { $0.shuttingDown = true }
-                events.cancel()
+                self.reservation.cancelUpstream()
             }
             if let connection, !connection.isActive {
                 // The client reset or closed its connection while nothing was being written.

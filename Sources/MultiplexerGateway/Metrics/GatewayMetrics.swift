@@ -11,6 +11,8 @@ import Synchronization
 /// - `multiplexer_upstream_attempts_total{provider, outcome}` — upstream attempts by outcome
 /// - `multiplexer_upstream_duration_seconds{provider}` — upstream latency (to headers, or whole stream)
 /// - `multiplexer_fallbacks_total{model}` — requests served by the fallback tier
+/// - `multiplexer_stream_continuations_total{model, outcome}` — streams that broke mid-way and were continued
+///   on another provider: `completed`, or `failed` (the continuation could not finish the answer)
 /// - `multiplexer_cooldowns_total{provider, reason}` — cooldowns this node set
 /// - `multiplexer_store_admission_duration_seconds` — quota-store admission round trip
 /// - `multiplexer_store_available` — 1 connected, 0 degraded or unavailable
@@ -56,6 +58,9 @@ public final class GatewayMetrics: Sendable {
     static var upstreamDuration: MetricNameDescriptor { name("upstream_duration", "seconds", "Upstream latency until the response (or first event)") }
     static var cooldowns: MetricNameDescriptor { name("cooldowns", "total", "Cooldowns set by this node") }
     static var fallbacks: MetricNameDescriptor { name("fallbacks", "total", "Requests served by the fallback tier") }
+    static var continuations: MetricNameDescriptor {
+        name("stream_continuations", "total", "Streams that broke mid-way and were continued on another provider, by outcome")
+    }
 
     public init(registry: PrometheusCollectorRegistry = PrometheusCollectorRegistry()) {
         self.registry = registry
@@ -146,6 +151,14 @@ public final class GatewayMetrics: Sendable {
     func cooldown(provider: String, reason: String) {
         self.counter(CounterKey(kind: 2, a: provider, b: reason, c: 0)) {
             self.registry.makeCounter(descriptor: Self.cooldowns, labels: [("provider", provider), ("reason", reason)])
+        }.increment()
+    }
+
+    /// A stream that broke mid-way and was continued: `completed` when the continuation finished it.
+    func continuation(model: String, completed: Bool) {
+        let outcome = completed ? "completed" : "failed"
+        self.counter(CounterKey(kind: 4, a: model, b: outcome, c: 0)) {
+            self.registry.makeCounter(descriptor: Self.continuations, labels: [("model", model), ("outcome", outcome)])
         }.increment()
     }
 

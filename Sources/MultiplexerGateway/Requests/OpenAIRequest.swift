@@ -15,6 +15,13 @@ struct OpenAIRequest: Sendable {
     /// Whether the client asked for the usage chunk itself (`stream_options.include_usage: true`).
     let clientWantsUsage: Bool
     let cost: RequestCost
+    /// The request offers `tools` or `functions` (its stream is never continued mid-way).
+    var declaresTools: Bool {
+        for name in ["tools", "functions"] {
+            if let t = self.document.value[name], t != .null, t.arrayValue?.isEmpty != true { return true }
+        }
+        return false
+    }
 
     /// Parses and validates `body` for `operation`.
     ///

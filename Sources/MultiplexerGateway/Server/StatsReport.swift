@@ -49,9 +49,9 @@ public enum StatsReport {
                 .map { lpad(String($0), 10) }.joined() + "  \(state)\n"
         }
         if !s.models.isEmpty {
-            out += "\n" + pad("model", w) + ["requests", "fallbacks", "exhausted"].map { lpad($0, 10) }.joined() + "\n"
+            out += "\n" + pad("model", w) + ["requests", "fallbacks", "exhausted", "continued"].map { lpad($0, 10) }.joined() + "\n"
             for m in s.models {
-                out += pad(m.name, w) + [m.counters.requests, m.counters.fallbacks, m.counters.exhausted].map { lpad(String($0), 10) }.joined() + "\n"
+                out += pad(m.name, w) + [m.counters.requests, m.counters.fallbacks, m.counters.exhausted, m.counters.continued].map { lpad(String($0), 10) }.joined() + "\n"
             }
         }
         if !s.keys.isEmpty {
