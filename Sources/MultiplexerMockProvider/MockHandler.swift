@@ -17,6 +17,7 @@ struct MockHandler: Sendable {
         var req = request
         let body = try await req.collectBody(upTo: 64 << 20)
         let bytes = Array(body.readableBytesView)
+        self.state.recordBody(bytes)
         let dialect = self.state.dialect
         guard let doc = try? JSONParser.parse(bytes) else {
             self.state.countFailure()

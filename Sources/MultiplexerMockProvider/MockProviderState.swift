@@ -67,6 +67,8 @@ public final class MockProviderState: Sendable {
         var recent: [RecordedRequest] = []
         /// The prefill texts of the last ``recentRequestLimit`` prefilled requests, oldest first.
         var prefills: [String] = []
+        /// The bodies of the last ``recentRequestLimit`` requests (each up to 64 KiB), oldest first.
+        var bodies: [String] = []
         var acceptsPrefill: Bool
         var breakAfter: Int?
 
@@ -114,6 +116,17 @@ public final class MockProviderState: Sendable {
     /// The prefill texts of the last prefilled requests, oldest first.
     public func prefills() -> [String] { self.state.withLock { $0.prefills } }
 
+    /// The bodies of the last requests to `/v1/…` (each up to 64 KiB), oldest first.
+    public func recentBodies() -> [String] { self.state.withLock { $0.bodies } }
+
+    func recordBody(_ bytes: [UInt8]) {
+        let text = String(decoding: bytes.prefix(64 << 10), as: UTF8.self)
+        self.state.withLock { s in
+            s.bodies.append(text)
+            if s.bodies.count > Self.recentRequestLimit { s.bodies.removeFirst(s.bodies.count - Self.recentRequestLimit) }
+        }
+    }
+
     /// Counts a prefilled request (answered or refused) and records its prefill.
     func recordPrefill(_ text: String, refused: Bool) {
         self.state.withLock { s in
@@ -135,6 +148,7 @@ public final class MockProviderState: Sendable {
             $0.tokenLog = []
             $0.recent = []
             $0.prefills = []
+            $0.bodies = []
         }
     }
 
