@@ -41,7 +41,7 @@ struct GatewayStreamTests {
             let (text, arrivals, error) = await Self.drain(r)
             #expect(error == nil)
             #expect(text.hasSuffix("data: [DONE]\n\n"))
-            #expect(text.components(separatedBy: "chat.completion.chunk").count - 1 == 9)
+            #expect(text.components(separatedBy: "chat.completion.chunk").count - 1 == 10, "the role delta, 8 words, the finish")
             #expect(!text.contains("\"usage\""), "the usage chunk the gateway asked for is not shown to a client that did not")
             // 8 events 120 ms apart: the first reached the client long before the last was produced.
             #expect(arrivals.count > 3)

@@ -117,4 +117,18 @@ struct LogOutputTests {
         #expect(line.contains(#"gen_ai.request.model="x\nrequest request.id=forged status=200 \"q\"" gateway.model_group=fast"#), "\(line)")
         #expect(line.hasSuffix("gateway.operation=chat/completions"))
     }
+
+    @Test func aContinuedStreamLogsEveryProviderAndContinued() {
+        var log = OpenAIController.RequestLog(requestID: "req-2", operation: "chat/completions", started: .now)
+        log.group = "fast"
+        log.provider = "b"
+        log.attempts = 2
+        log.providers = ["a", "b"]
+        log.continued = true
+        let line = OpenAIController.requestLine(log, status: 200, latency: .milliseconds(5))
+        #expect(line.hasSuffix("gateway.providers=a,b gateway.continued=1"), "\(line)")
+        #expect(line.contains("gateway.provider=b "))
+        log.continued = false
+        #expect(OpenAIController.requestLine(log, status: 502, latency: .zero).hasSuffix("gateway.providers=a,b gateway.continued=0"))
+    }
 }

@@ -30,8 +30,34 @@ struct MockProviderTests {
             #expect(w.first == "200")
             #expect(try #require(Double(w[1])) < 0.4, "headers at once")
             #expect(try #require(Double(w[2])) >= 0.9, "first token after 600 ms, then 3 × 100 ms")
-            #expect(r.output.components(separatedBy: "\"content\":").count - 1 == 4)
+            #expect(r.output.components(separatedBy: "\"content\":\"").count - 1 == 5, "a role delta (empty content), then 4 words")
+            #expect(r.output.components(separatedBy: "\"role\":\"assistant\"").count - 1 == 1)
+            #expect(r.output.contains(#""content":"tok1""#) && r.output.contains(#""content":" tok4""#))
             #expect(r.output.contains("data: [DONE]"))
+        }
+    }
+
+    // MARK: Prefill (mid-stream continuation)
+
+    static let prefilled = #"{"model":"m","stream":true,"messages":[{"role":"user","content":"hi"},{"role":"assistant","content":"tok1 tok2"}]}"#
+
+    @Test func aPrefillIsContinuedAfterItsWords() async throws {
+        try await MockFixture.with({ $0.streamChunks = 5 }) { f in
+            let r = try await Curl.run(["-N", "-d", Self.prefilled, f.base + "/v1/chat/completions"])
+            let words = r.output.components(separatedBy: "\"content\":\"").dropFirst().map { $0.prefix { $0 != "\"" } }
+            #expect(words == ["", " tok3", " tok4", " tok5"], "the role delta, then the answer after the prefilled words")
+            #expect(f.mock.state.prefills() == ["tok1 tok2"] && f.mock.state.counters.prefilled == 1)
+        }
+    }
+
+    @Test func aPrefillCanBeRefused() async throws {
+        try await MockFixture.with({ $0.acceptsPrefill = false }) { f in
+            let r = try await Curl.run(["-w", "\n%{http_code}", "-d", Self.prefilled, f.base + "/v1/chat/completions"])
+            #expect(r.output.hasSuffix("\n400") && r.output.contains(#""code":"invalid_prefill""#))
+            #expect(f.mock.state.counters.refusedPrefill == 1 && f.mock.state.counters.served == 0)
+            // A request without a prefill is served as ever.
+            let ok = try await Curl.run(["-w", "\n%{http_code}", "-d", Curl.chat(), f.base + "/v1/chat/completions"])
+            #expect(ok.output.hasSuffix("\n200"))
         }
     }
 
