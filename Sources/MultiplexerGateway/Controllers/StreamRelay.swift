@@ -16,8 +16,9 @@ import Synchronization
 /// - Usage comes from the final chunk (the gateway asked upstream for `stream_options.include_usage`);
 ///   that usage-only chunk is forwarded only if the client asked for it.
 /// - A stream that closes cleanly without `[DONE]` is finalised: the gateway sends `data: [DONE]`.
-/// - A stream that breaks after bytes were sent ends with `data: {"error": …}` and **no** `[DONE]`, so
-///   it is never presented as complete.
+/// - A chat stream that breaks after bytes were sent is continued on the next provider that accepts a
+///   prefill (``ContinuingEventStream``, shared with the library); when none can, it ends with
+///   `data: {"error": …}` and **no** `[DONE]`, so it is never presented as complete.
 /// - A client that goes away ends the relay; dropping the iterator aborts the upstream transfer.
 struct StreamRelay: Sendable {
     let controller: OpenAIController
