@@ -95,6 +95,8 @@ public struct FleetPlan: Sendable {
     public var logLevel = "info"
     /// `admin_key` for `/admin/*`.
     public var adminKey = "fleet-admin-key"
+    /// More arguments for every node's `multiplexer serve` (e.g. `--watch`).
+    public var serveArguments: [String] = []
 
     public init(providers: [Provider]) {
         self.providers = providers

@@ -211,7 +211,7 @@ public final class LocalFleet: Sendable {
             arguments: [
                 "serve", "--config", configPath, "--port", String(port), "--node-id", id, "--log-level", plan.logLevel,
                 "--drain-seconds", String(plan.drainSeconds),
-            ] + (plan.shutdownTimeoutSeconds.map { ["--shutdown-timeout", String($0)] } ?? []),
+            ] + (plan.shutdownTimeoutSeconds.map { ["--shutdown-timeout", String($0)] } ?? []) + plan.serveArguments,
             logPath: "\(directory)/\(id).log",
             environment: ["NO_PROXY": "127.0.0.1,localhost", "no_proxy": "127.0.0.1,localhost"])
         return Node(id: id, port: port, process: process)

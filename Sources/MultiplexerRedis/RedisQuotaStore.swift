@@ -206,6 +206,8 @@ public final class RedisQuotaStore: QuotaStore {
     /// The connection (exposed for diagnostics and benchmarks).
     public let client: RedisClient
     private let prefix: String
+    /// The namespace's key prefix, `{ns}:`.
+    var keyPrefix: String { self.prefix }
     private let schemaKey: String
     private let scripts: RedisScripts
     private let local = Mutex(Local())

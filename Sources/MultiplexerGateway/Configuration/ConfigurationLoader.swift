@@ -109,6 +109,7 @@ private final class Walker {
             }
         }
         if let k = top.take("keys") {
+            c.keysRequired = true
             c.keys = self.list(k, "keys").compactMap { self.key($0.node, $0.path, models: c.models) }
             self.checkKeys(c.keys, k)
         }

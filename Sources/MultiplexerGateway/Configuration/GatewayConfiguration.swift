@@ -85,6 +85,9 @@ public struct GatewayConfiguration: Sendable, CustomStringConvertible {
     public var defaultModel: String?
     /// Client keys; empty allows anonymous use.
     public var keys: [Key] = []
+    /// The file has a `keys` section (even `keys: []`): clients must present a key. Without one, anonymous use
+    /// is allowed while no run-time key exists.
+    public var keysRequired = false
     /// Protects `/admin/*`; without it `/admin/*` is off.
     public var adminKey: String?
     /// Valid but risky settings (e.g. `tls.verify: false`), each with its key path and line.

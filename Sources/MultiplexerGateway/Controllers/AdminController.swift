@@ -33,9 +33,13 @@ struct AdminController: Sendable {
             await self.admin(request) { id in
                 let stats = try await self.gateway.store.stats(
                     StatsQuery(
-                        providers: self.gateway.configuration.providers.map(\.name), keys: self.gateway.configuration.keys.map(\.name),
+                        providers: self.gateway.configuration.providers.map(\.name),
+                        keys: self.gateway.configuration.keys.map(\.name) + self.gateway.runtimeKeys.all.map(\.name),
                         models: self.gateway.table.groups.map(\.name)))
-                return OpenAIController.json(status: .ok, StatsJSON.render(stats, node: self.gateway.nodeID, store: self.storeState), requestID: id)
+                var json = StatsJSON.render(stats, node: self.gateway.nodeID, store: self.storeState)
+                json.removeLast()
+                json += ",\"generation\":\(self.gateway.snapshot.generation),\"config\":\(self.configJSON),\"recent_errors\":\(self.gateway.recentErrors.json)}"
+                return OpenAIController.json(status: .ok, json, requestID: id)
             }
         }
         router.post("/admin/providers/:name/cooldown") { request, context in
@@ -65,6 +69,152 @@ struct AdminController: Sendable {
                 return OpenAIController.json(status: .ok, "{\"provider\":\"\(name)\",\"cooldown_ms\":0}", requestID: id)
             }
         }
+    }
+
+    /// `POST /admin/reload`, `/admin/keys` and `/dashboard`.
+    func addOperatorRoutes(to router: Hummingbird.Router<GatewayRequestContext>) {
+        router.post("/admin/reload") { request, _ in
+            await self.admin(request) { id in
+                let r = self.gateway.reload()
+                guard r.applied else {
+                    var out = "{\"error\":{\"message\":"
+                    JSONValue.writeString("The configuration was not reloaded: \(r.errors.count) error\(r.errors.count == 1 ? "" : "s"); the running one stays.", into: &out)
+                    out += ",\"type\":\"invalid_request_error\",\"param\":null,\"code\":\"invalid_configuration\"},\"errors\":["
+                    out += r.errors.map { e in
+                        var o = "{\"path\":"
+                        JSONValue.writeString(e.path, into: &o)
+                        o += ",\"line\":\(e.line.map(String.init) ?? "null"),\"message\":"
+                        JSONValue.writeString(e.message, into: &o)
+                        return o + "}"
+                    }.joined(separator: ",")
+                    out += "]}"
+                    return OpenAIController.json(status: .badRequest, out, requestID: id)
+                }
+                let list = { (xs: [String]) in JSONValue.array(xs.map(JSONValue.string)).jsonText }
+                return OpenAIController.json(
+                    status: .ok,
+                    "{\"status\":\"reloaded\",\"generation\":\(r.generation),\"changes\":\(list(r.changes)),\"restart_required\":\(list(r.restartRequired))}",
+                    requestID: id)
+            }
+        }
+        router.get("/admin/keys") { request, _ in
+            await self.admin(request) { id in
+                let file = self.gateway.configuration.keys.map { k -> String in
+                    var o = "{\"name\":"
+                    JSONValue.writeString(k.name, into: &o)
+                    return o + ",\"source\":\"file\"}"
+                }
+                let runtime = self.gateway.runtimeKeys.all.map(\.json)
+                return OpenAIController.json(status: .ok, "{\"keys\":[\((runtime + file).joined(separator: ","))]}", requestID: id)
+            }
+        }
+        router.post("/admin/keys") { request, _ in
+            await self.admin(request) { id in
+                var req = request
+                guard let body = try? await req.collectBody(upTo: 64 << 10), let doc = try? JSONParser.parse(Array(body.readableBytesView), rejectingDuplicateKeys: true),
+                    case .object(let o) = doc.value
+                else { return OpenAIController.error(.invalidRequest("Send a JSON object: {\"name\": …, \"limits\": {…}, \"budget\": {…}, \"models\": […]}.", param: nil), requestID: id) }
+                func bad(_ m: String, _ p: String) -> Response { OpenAIController.error(.invalidRequest(m, param: p), requestID: id) }
+                if let unknown = o.keys.sorted().first(where: { !["name", "limits", "budget", "models"].contains($0) }) { return bad("Unknown member '\(unknown)'.", unknown) }
+                guard case .string(let name)? = o["name"] else { return bad("'name' is required (a string).", "name") }
+                var limits = KeyLimits()
+                if let l = o["limits"], l != .null {
+                    guard case .object(let lo) = l else { return bad("'limits' must be an object.", "limits") }
+                    for (k, v) in lo {
+                        guard let n = v.intValue, n >= 0 else { return bad("'limits.\(k)' must be a non-negative integer.", "limits.\(k)") }
+                        switch k {
+                        case "rpm": limits.rpm = n
+                        case "tpm": limits.tpm = n
+                        default: return bad("Unknown limit '\(k)' (rpm, tpm).", "limits.\(k)")
+                        }
+                    }
+                }
+                var daily: Double?, monthly: Double?
+                if let b = o["budget"], b != .null {
+                    guard case .object(let bo) = b else { return bad("'budget' must be an object.", "budget") }
+                    for (k, v) in bo {
+                        guard case .number(let x) = v, x >= 0, x < 1e9 else { return bad("'budget.\(k)' must be a non-negative number of USD.", "budget.\(k)") }
+                        switch k {
+                        case "daily_usd": daily = x
+                        case "monthly_usd": monthly = x
+                        default: return bad("Unknown budget '\(k)' (daily_usd, monthly_usd).", "budget.\(k)")
+                        }
+                    }
+                }
+                var models: Set<String>?
+                if let m = o["models"], m != .null {
+                    guard let list = m.arrayValue, let names = Optional(list.compactMap(\.stringValue)), names.count == list.count else {
+                        return bad("'models' must be an array of model group names.", "models")
+                    }
+                    models = Set(names)
+                }
+                do {
+                    let (key, secret) = try await self.gateway.createRuntimeKey(name: name, limits: limits, models: models, dailyUSD: daily, monthlyUSD: monthly)
+                    var out = String(key.json.dropLast())
+                    out += ",\"key\":"
+                    JSONValue.writeString(secret, into: &out)
+                    out += "}"
+                    return OpenAIController.json(status: .created, out, requestID: id)
+                } catch Gateway.KeyCreation.invalid(let m, let p) {
+                    return bad(m, p)
+                } catch Gateway.KeyCreation.exists(let n) {
+                    return OpenAIController.error(
+                        OpenAIError(status: 409, message: "A client key named '\(n)' exists already.", type: "invalid_request_error", code: "key_exists", param: "name"),
+                        requestID: id)
+                }
+            }
+        }
+        router.delete("/admin/keys/:name") { request, context in
+            await self.admin(request) { id in
+                let name = context.parameters.get("name") ?? ""
+                guard try await self.gateway.revokeRuntimeKey(name: name) else {
+                    let inFile = self.gateway.configuration.keys.contains { $0.name == name }
+                    return OpenAIController.error(
+                        OpenAIError(
+                            status: 404,
+                            message: inFile ? "'\(name.prefix(64))' is a key of the configuration file: remove it there and reload." : "No run-time key named '\(name.prefix(64))'.",
+                            type: "invalid_request_error", code: "not_found"), requestID: id)
+                }
+                var out = "{\"revoked\":"
+                JSONValue.writeString(name, into: &out)
+                return OpenAIController.json(status: .ok, out + "}", requestID: id)
+            }
+        }
+        router.get("/dashboard") { _, _ in
+            var h = HTTPFields()
+            h[.contentType] = "text/html; charset=utf-8"
+            h[.cacheControl] = "no-store"
+            h[HTTPField.Name("content-security-policy")!] = "default-src 'none'; script-src 'self' 'unsafe-inline'; style-src 'unsafe-inline'; connect-src 'self'; img-src data:"
+            h[HTTPField.Name("x-frame-options")!] = "DENY"
+            h[HTTPField.Name("referrer-policy")!] = "no-referrer"
+            return Response(status: .ok, headers: h, body: .init(byteBuffer: ByteBuffer(string: Dashboard.html)))
+        }
+    }
+
+    /// Each provider's limits and the tiers it serves in, and each group's members: what the dashboard draws
+    /// the windows against.
+    var configJSON: String {
+        let table = self.gateway.table
+        func str(_ x: String) -> String {
+            var o = ""
+            JSONValue.writeString(x, into: &o)
+            return o
+        }
+        let providers = self.gateway.configuration.providers.map { p -> String in
+            var tiers: [String] = []
+            for g in table.groups {
+                if g.primary.contains(where: { $0.provider == p.name }) { tiers.append("\(g.name): primary") }
+                if g.fallback.contains(where: { $0.provider == p.name }) { tiers.append("\(g.name): fallback") }
+            }
+            let l = p.limits
+            let limits = [("rpm", l.rpm), ("rpd", l.rpd), ("tpm", l.tpm), ("tpd", l.tpd), ("max_concurrent", l.maxConcurrent)]
+                .compactMap { n, v in v.map { "\"\(n)\":\($0)" } }.joined(separator: ",")
+            return "{\"name\":\(str(p.name)),\"tiers\":\(JSONValue.array(tiers.map(JSONValue.string)).jsonText),\"limits\":{\(limits)}}"
+        }
+        let models = table.groups.map { g in
+            "{\"name\":\(str(g.name)),\"primary\":\(JSONValue.array(g.primary.map { .string($0.provider) }).jsonText),\"fallback\":\(JSONValue.array(g.fallback.map { .string($0.provider) }).jsonText)}"
+        }
+        return "{\"providers\":[\(providers.joined(separator: ","))],\"models\":[\(models.joined(separator: ","))]}"
     }
 
     var storeState: String {

@@ -28,8 +28,9 @@ struct OpenAIController: Sendable {
     /// The request id and client key of a model listing, or the 401 when keys are configured and none matches.
     private func listingAccess(_ request: Request) -> (requestID: String, key: GatewayConfiguration.Key?, refusal: Response?) {
         let requestID = ClientHeaders(request.headers).requestID ?? self.gateway.nextRequestID()
-        guard self.gateway.keys.isEnabled else { return (requestID, nil, nil) }
-        guard let k = self.authenticate(request) else { return (requestID, nil, Self.error(.invalidAPIKey(), requestID: requestID)) }
+        let keys = self.gateway.keys
+        guard self.gateway.keysEnabled(keys) else { return (requestID, nil, nil) }
+        guard let k = self.authenticate(request, keys: keys) else { return (requestID, nil, Self.error(.invalidAPIKey(), requestID: requestID)) }
         return (requestID, k, nil)
     }
 
@@ -159,12 +160,12 @@ struct OpenAIController: Sendable {
 
     /// 400 `request_too_large_for_limits` when the request's reservation exceeds a limit on every candidate
     /// (or its client key's token limit): it could wait forever and never be admitted.
-    func neverAdmitted(_ parsed: OpenAIRequest, group: ModelGroup, key: GatewayConfiguration.Key?) -> OpenAIError? {
+    func neverAdmitted(_ parsed: OpenAIRequest, group: ModelGroup, key: GatewayConfiguration.Key?, table: RoutingTable) -> OpenAIError? {
         let members = group.primary + group.fallback
         guard !members.isEmpty else { return nil }
         var smallest = Int.max
         for m in members {
-            guard let p = self.gateway.table.providers[m.provider] else { continue }
+            guard let p = table.providers[m.provider] else { continue }
             let tokens = parsed.cost.tokens(on: p)
             smallest = min(smallest, tokens)
             let l = p.limits
@@ -182,22 +183,24 @@ struct OpenAIController: Sendable {
     static let apiKeyHeader = HTTPField.Name("api-key")!
     static let xAPIKeyHeader = HTTPField.Name("x-api-key")!
 
-    private func authenticate(_ request: Request) -> GatewayConfiguration.Key? {
+    private func authenticate(_ request: Request, keys: KeyAuthenticator) -> GatewayConfiguration.Key? {
         guard
             let presented = KeyAuthenticator.presentedKey(
                 authorization: request.headers[.authorization], apiKey: request.headers[Self.apiKeyHeader],
                 xAPIKey: request.headers[Self.xAPIKeyHeader])
         else { return nil }
-        return self.gateway.keys.authenticate(presented)
+        return self.gateway.authenticate(presented, keys: keys)
     }
 
     private func serve(
         _ request: Request, operation: String, requestID: String, client: ClientHeaders, connection: (any Channel)?, log: inout RequestLog
     ) async -> Response {
+        // One configuration serves the request from here to its end, whatever is reloaded meanwhile.
+        let g = self.gateway.snapshot
         // Authentication
         var key: GatewayConfiguration.Key?
-        if self.gateway.keys.isEnabled {
-            guard let k = self.authenticate(request) else { return Self.error(.invalidAPIKey(), requestID: requestID) }
+        if self.gateway.keysEnabled(g.keys) {
+            guard let k = self.authenticate(request, keys: g.keys) else { return Self.error(.invalidAPIKey(), requestID: requestID) }
             key = k
             log.key = k.name
         }
@@ -206,14 +209,14 @@ struct OpenAIController: Sendable {
         if let why = PathRules.refusal(rawPath: rawPath) {
             return Self.error(.invalidRequest("The request path has \(why); it is refused.", param: nil, code: "invalid_path"), requestID: requestID)
         }
-        guard PathRules.routed.contains(operation) || self.gateway.configuration.server.passthrough.contains(operation) else {
+        guard PathRules.routed.contains(operation) || g.configuration.server.passthrough.contains(operation) else {
             return Self.error(.unknownRoute(method: "POST", path: "/v1/" + operation), requestID: requestID)
         }
         // Body
         if let ct = request.headers[.contentType], !ct.lowercased().hasPrefix("application/json") {
             return Self.error(.invalidRequest("Content-Type must be application/json, got '\(ct.prefix(100))'.", param: nil), requestID: requestID)
         }
-        let limit = self.gateway.configuration.server.maxBodyBytes
+        let limit = g.configuration.server.maxBodyBytes
         if let length = request.headers[.contentLength].flatMap(Int.init), length > limit {
             return Self.error(.tooLarge(limit: limit), requestID: requestID)
         }
@@ -232,7 +235,7 @@ struct OpenAIController: Sendable {
         }
         log.model = parsed.model ?? "-"
         // Model group and allow-list
-        guard let group = self.gateway.table.group(forModel: parsed.model) else {
+        guard let group = g.table.group(forModel: parsed.model) else {
             return Self.error(.modelNotFound(parsed.model), requestID: requestID)
         }
         log.group = group.name
@@ -240,7 +243,7 @@ struct OpenAIController: Sendable {
             return Self.error(.modelNotAllowed(parsed.model ?? group.name), requestID: requestID)
         }
         // A request no candidate could ever admit gets a 400, not a 429 whose Retry-After never comes true.
-        if let e = self.neverAdmitted(parsed, group: group, key: key) { return Self.error(e, requestID: requestID) }
+        if let e = self.neverAdmitted(parsed, group: group, key: key, table: g.table) { return Self.error(e, requestID: requestID) }
         // Route
         var upstream = OpenAIUpstreamRequest(path: operation, stream: parsed.stream) { provider in
             parsed.upstreamBody(model: provider.model, includeUsage: parsed.stream)
@@ -249,7 +252,7 @@ struct OpenAIController: Sendable {
         upstream.accountHeaders = client.account
         let result: RouteResult<OpenAIUpstreamBody>
         do {
-            result = try await self.gateway.router.route(upstream, group: group, cost: parsed.cost, key: key?.clientKey, via: self.gateway.transport)
+            result = try await g.router.route(upstream, group: group, cost: parsed.cost, key: key?.clientKey, via: self.gateway.transport)
         } catch is CancellationError {
             return Self.error(.upstream(status: 503, "The request was cancelled.", code: "cancelled"), requestID: requestID)
         } catch {
@@ -260,6 +263,7 @@ struct OpenAIController: Sendable {
         log.attempts = result.attempts.count
         for a in result.attempts {
             self.gateway.metrics.attempt(a)
+            if a.outcome != .success { self.gateway.recentErrors.record(provider: a.provider, what: a.summary) }
             if let d = a.exhaustedCooldown {
                 self.gateway.logger.warning(
                     "provider cooling down",
@@ -290,7 +294,7 @@ struct OpenAIController: Sendable {
                 guard let pending else { return Self.error(.upstream(status: 502, "The provider's stream could not be read."), requestID: requestID) }
                 log.deferred = true
                 let continuer = StreamContinuer(
-                    router: self.gateway.router, request: upstream, group: group, cost: parsed.cost, key: key?.clientKey, transport: self.gateway.transport)
+                    router: g.router, request: upstream, group: group, cost: parsed.cost, key: key?.clientKey, transport: self.gateway.transport)
                 let relay = StreamRelay(
                     controller: self, log: log, clientWantsUsage: parsed.clientWantsUsage, connection: connection, operation: operation,
                     choices: parsed.cost.choices, declaresTools: parsed.declaresTools, promptTokens: parsed.cost.promptTokens, attempts: result.attempts.count, continuer: continuer)

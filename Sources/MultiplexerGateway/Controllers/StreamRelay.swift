@@ -156,7 +156,12 @@ struct StreamRelay: Sendable {
         var log = self.log
         log.tokens = stream.usage
         let gateway = self.controller.gateway
-        for a in stream.continuationAttempts { gateway.metrics.attempt(a) }
+        for a in stream.continuationAttempts {
+            gateway.metrics.attempt(a)
+            if a.outcome != .success { gateway.recentErrors.record(provider: a.provider, what: a.summary) }
+        }
+        for p in stream.providers.dropLast() { gateway.recentErrors.record(provider: p, what: "stream broke mid-way; continued elsewhere") }
+        if status == 502 { gateway.recentErrors.record(provider: stream.providers.last ?? log.provider, what: "stream broke mid-way") }
         log.attempts += stream.continuationAttempts.count
         if stream.providers.count > 1 || !stream.continuationAttempts.isEmpty {
             log.provider = stream.providers.last ?? log.provider

@@ -1,4 +1,5 @@
 import Foundation
+import Synchronization
 public import Logging
 public import MultiplexerCore
 public import MultiplexerRedis
@@ -7,9 +8,11 @@ public import MultiplexerUpstream
 /// Everything one gateway node needs to serve: configuration, the router, the quota store, the upstream
 /// client, key authentication, metrics and readiness. Routes call into it; it holds no per-request state.
 public final class Gateway: Sendable {
-    public let configuration: GatewayConfiguration
-    public let table: RoutingTable
-    public let router: Router<ContinuousClock>
+    /// The configuration in force (replaced by a reload, §4 Reload). A request takes one ``snapshot`` when it
+    /// starts and is served by it to its end, whatever is reloaded meanwhile.
+    public var configuration: GatewayConfiguration { self.snapshot.configuration }
+    public var table: RoutingTable { self.snapshot.table }
+    public var router: Router<ContinuousClock> { self.snapshot.router }
     /// The quota store (Redis, or in-memory without a `redis:` section).
     public let store: any QuotaStore
     /// The Redis store, when configured (for readiness and heartbeats).
@@ -18,7 +21,16 @@ public final class Gateway: Sendable {
     public let metrics: GatewayMetrics
     public let logger: Logger
     public let nodeID: String
-    let keys: KeyAuthenticator
+    var keys: KeyAuthenticator { self.snapshot.keys }
+    /// Client keys created at run time (`/admin/keys`, `multiplexer keys`): shared by every configuration.
+    let runtimeKeys = RuntimeKeyRegistry()
+    /// The last upstream failures seen by this node (the dashboard's "recent errors").
+    let recentErrors = RecentErrors()
+    /// Where a reload reads the configuration from; `nil`: this node cannot reload (built from a value).
+    let source: ConfigurationSource?
+    private let current: Mutex<GatewaySnapshot>
+    /// Serialises reloads (SIGHUP, `POST /admin/reload` and the file watcher may coincide).
+    let reloading = Mutex<Void>(())
     let state = GatewayState()
     private let requestCounter = RequestIDs()
 
@@ -29,9 +41,12 @@ public final class Gateway: Sendable {
     ///   - client: the libcurl client (owned by the caller, who runs and shuts it down).
     ///   - logger: the application's logger.
     ///   - store: overrides the store the configuration implies (tests).
-    public init(configuration: GatewayConfiguration, client: CurlClient, logger: Logger, store: (any QuotaStore)? = nil) throws {
-        self.configuration = configuration
-        self.table = try configuration.routingTable()
+    ///   - source: the file (and command-line overrides) a reload reads; `nil`: no reload.
+    public init(
+        configuration: GatewayConfiguration, client: CurlClient, logger: Logger, store: (any QuotaStore)? = nil, source: ConfigurationSource? = nil
+    ) throws {
+        let table = try configuration.routingTable()
+        self.source = source
         self.nodeID = configuration.server.nodeID ?? "\(ProcessInfo.processInfo.hostName)-\(getpid())"
         if let store {
             self.store = store
@@ -55,12 +70,26 @@ public final class Gateway: Sendable {
             self.redisStore = nil
         }
         self.metrics = GatewayMetrics()
-        self.router = Router(
-            table: self.table, store: InstrumentedQuotaStore(base: self.store, metrics: self.metrics), clock: ContinuousClock(),
+        let router = Router(
+            table: table, store: InstrumentedQuotaStore(base: self.store, metrics: self.metrics), clock: ContinuousClock(),
             wallClock: { Date().timeIntervalSince1970 })
+        self.current = Mutex(GatewaySnapshot(configuration: configuration, table: table, router: router, keys: KeyAuthenticator(keys: configuration.keys), generation: 1))
         self.transport = OpenAIUpstreamTransport(client: client)
         self.logger = logger
-        self.keys = KeyAuthenticator(keys: configuration.keys)
+    }
+
+    /// The configuration, routing table, router and file keys in force now.
+    var snapshot: GatewaySnapshot { self.current.withLock { $0 } }
+
+    /// Makes `configuration` (validated) the one in force; returns the new snapshot.
+    func install(_ configuration: GatewayConfiguration, table: RoutingTable) -> GatewaySnapshot {
+        let router = Router(
+            table: table, store: InstrumentedQuotaStore(base: self.store, metrics: self.metrics), clock: ContinuousClock(),
+            wallClock: { Date().timeIntervalSince1970 })
+        return self.current.withLock { s in
+            s = GatewaySnapshot(configuration: configuration, table: table, router: router, keys: KeyAuthenticator(keys: configuration.keys), generation: s.generation + 1)
+            return s
+        }
     }
 
     /// A new request id: node-unique, sortable by time.
@@ -94,3 +123,49 @@ final class RequestIDs: Sendable {
 }
 
 import Synchronization
+
+/// One configuration in force: what a request is served by from its start to its end.
+final class GatewaySnapshot: Sendable {
+    let configuration: GatewayConfiguration
+    let table: RoutingTable
+    let router: Router<ContinuousClock>
+    /// The configuration file's client keys.
+    let keys: KeyAuthenticator
+    /// 1 at start, one more per reload applied.
+    let generation: Int
+
+    init(configuration: GatewayConfiguration, table: RoutingTable, router: Router<ContinuousClock>, keys: KeyAuthenticator, generation: Int) {
+        self.configuration = configuration
+        self.table = table
+        self.router = router
+        self.keys = keys
+        self.generation = generation
+    }
+}
+
+/// Where a node's configuration comes from, for reloads: the file, and the command-line values that
+/// override it (they keep overriding after a reload).
+public struct ConfigurationSource: Sendable {
+    public var path: String
+    public var host: String?
+    public var port: Int?
+    public var nodeID: String?
+
+    public init(path: String, host: String? = nil, port: Int? = nil, nodeID: String? = nil) {
+        self.path = path
+        self.host = host
+        self.port = port
+        self.nodeID = nodeID
+    }
+
+    /// Loads and validates the file, with the overrides applied.
+    ///
+    /// - Throws: ``ConfigurationError`` with every problem (key path and line).
+    public func load() throws(ConfigurationError) -> GatewayConfiguration {
+        var c = try ConfigurationLoader.load(path: self.path)
+        if let h = self.host { c.server.host = h }
+        if let p = self.port { c.server.port = p }
+        if let n = self.nodeID { c.server.nodeID = n }
+        return c
+    }
+}

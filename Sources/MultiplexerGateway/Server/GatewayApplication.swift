@@ -13,14 +13,16 @@ public import ServiceLifecycle
 ///   - client: the upstream client the gateway's transport uses.
 ///   - onServerRunning: called with the bound port once the server accepts connections.
 /// - Returns: the application, ready for `runService()` or `test(_:)`.
+///   - watch: reload the configuration when its file changes (`serve --watch`).
 public func buildApplication(
-    gateway: Gateway, client: CurlClient, onServerRunning: (@Sendable (Int) async -> Void)? = nil
+    gateway: Gateway, client: CurlClient, watch: Bool = false, onServerRunning: (@Sendable (Int) async -> Void)? = nil
 ) -> some ApplicationProtocol {
     let router = Hummingbird.Router(context: GatewayRequestContext.self)
     router.add(middleware: RouteErrorMiddleware(gateway: gateway))
     router.add(middleware: DrainMiddleware(gateway: gateway))
     OpenAIController(gateway: gateway).addRoutes(to: router)
     AdminController(gateway: gateway).addRoutes(to: router)
+    AdminController(gateway: gateway).addOperatorRoutes(to: router)
     let config = gateway.configuration.server
     let metrics = gateway.metrics
     let logger = gateway.logger
@@ -28,7 +30,10 @@ public func buildApplication(
         router: router,
         server: .http1(
             configuration: .init(additionalChannelHandlers: [
-                ClientDeadlineHandler(headerTimeout: config.headerTimeout, idleTimeout: config.idleTimeout, metrics: metrics, logger: logger)
+                // Made per connection from the configuration in force: a reload applies to new connections.
+                ClientDeadlineHandler(
+                    headerTimeout: gateway.configuration.server.headerTimeout, idleTimeout: gateway.configuration.server.idleTimeout, metrics: metrics,
+                    logger: logger)
             ])),
         // The cap is checked before each accept batch (NIO accepts up to 4 connections per read), so a burst of
         // connects can pass it by up to 3. One accept per read would make it exact, but with NIO's
@@ -37,7 +42,10 @@ public func buildApplication(
         configuration: .init(
             address: .hostname(config.host, port: config.port), serverName: "multiplexer",
             availableConnectionsDelegate: .maximum(config.maxConnections, logger: logger)),
-        services: [CurlClientService(client: client), QuotaStoreService(gateway: gateway)],
+        services: [
+            CurlClientService(client: client), QuotaStoreService(gateway: gateway), RuntimeKeySyncService(gateway: gateway),
+            ReloadService(gateway: gateway, watch: watch),
+        ],
         onServerRunning: { channel in
             gateway.state.set(.ready)
             await onServerRunning?(channel.localAddress?.port ?? 0)
@@ -82,7 +90,8 @@ struct RouteErrorMiddleware: RouterMiddleware {
 
     /// Whether some method of `path` is served.
     func serves(_ path: String) -> Bool {
-        let fixed: Set<String> = ["/v1/models", "/healthz", "/readyz", "/metrics", "/admin/stats"]
+        let fixed: Set<String> = ["/v1/models", "/healthz", "/readyz", "/metrics", "/admin/stats", "/admin/reload", "/admin/keys", "/dashboard"]
+        if path.hasPrefix("/admin/keys/") { return true }
         if fixed.contains(path) || path.hasPrefix("/v1/models/") { return true }
         if path.hasPrefix("/admin/providers/") && path.hasSuffix("/cooldown") { return true }
         guard path.hasPrefix("/v1/") else { return false }

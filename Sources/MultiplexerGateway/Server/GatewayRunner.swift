@@ -13,15 +13,21 @@ import Glibc
 /// (for `drain`), the server stops accepting and lets in-flight requests finish (up to
 /// `shutdownTimeout`), streams settle their reservations, then the store and the upstream client stop.
 public enum GatewayRunner {
-    public static func serve(configuration: GatewayConfiguration, logger: Logger, drain: Duration, shutdownTimeout: Duration) async throws {
+    /// - Parameters:
+    ///   - source: the file (and overrides) a reload re-reads; `nil` disables reloads.
+    ///   - watch: reload when the file changes.
+    public static func serve(
+        configuration: GatewayConfiguration, source: ConfigurationSource? = nil, watch: Bool = false, logger: Logger, drain: Duration,
+        shutdownTimeout: Duration
+    ) async throws {
         // libcurl's TLS may write to a closed socket; a dead peer must not kill the process.
         signal(SIGPIPE, SIG_IGN)
         for warning in configuration.warnings {
             logger.warning("configuration: \(warning)")
         }
         let client = try CurlClient(configuration: configuration.upstreamClientConfiguration)
-        let gateway = try Gateway(configuration: configuration, client: client, logger: logger)
-        let app = buildApplication(gateway: gateway, client: client)
+        let gateway = try Gateway(configuration: configuration, client: client, logger: logger, source: source)
+        let app = buildApplication(gateway: gateway, client: client, watch: watch)
         logger.info(
             "starting",
             metadata: [

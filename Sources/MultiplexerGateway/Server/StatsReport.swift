@@ -4,6 +4,27 @@ import MultiplexerRedis
 
 /// `multiplexer stats`: the fleet's counters from Redis, as a table or JSON.
 public enum StatsReport {
+    /// The Redis store a command line tool reads: from the configuration's `redis` section, else `--redis`.
+    static func store(configPath: String?, redisURL: String?, namespace: String) throws -> (RedisQuotaStore, GatewayConfiguration?, String) {
+        var url = redisURL
+        var ns = namespace
+        var config: GatewayConfiguration?
+        if let configPath {
+            let c = try ConfigurationLoader.load(path: configPath)
+            guard let r = c.redis, case .standalone(let u) = r.topology else {
+                throw ConfigurationError(problems: [.init(path: "redis", line: nil, message: "this command needs a redis.url in the configuration")], file: configPath)
+            }
+            url = u
+            ns = r.namespace
+            config = c
+        }
+        guard let url else { throw RedisError(.invalidURL, "give --config PATH or --redis URL (or set MULTIPLEXER_CONFIG)") }
+        let store = RedisQuotaStore(configuration: .init(
+            endpoint: try RedisEndpoint(url: url), namespace: ns, connectTimeout: .seconds(2), commandTimeout: .seconds(5), onUnavailable: .reject,
+            nodeID: "cli"))
+        return (store, config, ns)
+    }
+
     public static func render(configPath: String?, redisURL: String?, namespace: String, json: Bool) async throws -> String {
         var url = redisURL
         var ns = namespace
@@ -15,7 +36,8 @@ public enum StatsReport {
             }
             url = u
             ns = r.namespace
-            query = StatsQuery(providers: c.providers.map(\.name), keys: c.keys.map(\.name), models: c.models.map(\.name))
+            // Keys: every key Redis knows (the file's and the run-time ones).
+            query = StatsQuery(providers: c.providers.map(\.name), keys: nil, models: c.models.map(\.name))
         }
         guard let url else { throw RedisError(.invalidURL, "give --config PATH or --redis URL") }
         let store = RedisQuotaStore(configuration: .init(
