@@ -95,6 +95,8 @@ public struct FleetPlan: Sendable {
     public var logLevel = "info"
     /// `admin_key` for `/admin/*`.
     public var adminKey = "fleet-admin-key"
+    /// Top-level YAML appended to the configuration (e.g. `keys: []`).
+    public var extraYAML = ""
     /// More arguments for every node's `multiplexer serve` (e.g. `--watch`).
     public var serveArguments: [String] = []
 
@@ -139,6 +141,6 @@ public struct FleetPlan: Sendable {
         }
         for s in self.groupSettings { y += "    \(s)\n" }
         y += "admin_key: \(self.adminKey)\n"
-        return y
+        return y + self.extraYAML
     }
 }

@@ -63,7 +63,7 @@ extension RedisQuotaStore {
             var fields: [String: String] = [:]
             var i = 0
             while i + 1 < flat.count {
-                if let k = flat[i].text, let val = flat[i + 1].text { fields[k] = val }
+                if let k = flat[i].text, k != "name", let val = flat[i + 1].text { fields[k] = val }
                 i += 2
             }
             out.append(StoredClientKey(name: name, digest: digest, fields: fields))

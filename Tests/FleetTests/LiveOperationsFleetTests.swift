@@ -55,7 +55,7 @@ struct LiveOperationsFleetTests {
             #expect(await fleet.eventually(within: .seconds(2)) { await Self.models(fleet).contains("renamed-alias") }, "the reload took effect")
 
             // 2. A broken file is refused by /admin/reload with every error, and the running configuration stays.
-            let broken = Self.yaml(fleet, next).replacingOccurrences(of: "    api_key: sk-mock-a\n", with: "    api_key: sk-mock-a\n    limits: { rpm: many }\n    colour: blue\n")
+            let broken = Self.yaml(fleet, next).replacingOccurrences(of: "    model: mock-a\n", with: "    model: mock-a\n    colour: blue\n    default_max_tokens: lots\n")
             try Self.write(broken, to: fleet.configPath)
             let refused = try #require(await fleet.http.post(node + "/admin/reload", json: "{}", headers: Self.adminHeaders(fleet)))
             #expect(refused.status == 400, "\(refused.body)")
@@ -93,10 +93,11 @@ struct LiveOperationsFleetTests {
     @Test func runtimeKeysHoldOnEveryNodeAndRevocationIsFleetWide() async throws {
         var plan = fleetPlan([.init(name: "a", latency: .milliseconds(5))], nodes: 2)
         plan.nginx = false
+        // Run-time keys only: no key, no access — also once every run-time key is revoked.
+        plan.extraYAML = "keys: []\n"
         try await LocalFleet.run(plan) { [plan] fleet in
             let (n1, n2) = (fleet.nodes[0].url, fleet.nodes[1].url)
-            // Anonymous use works until the first key exists.
-            #expect(await fleet.chat(n1)?.status == 200)
+            #expect(await fleet.chat(n1)?.status == 401)
 
             let created = try #require(
                 await fleet.http.post(n1 + "/admin/keys", json: #"{"name":"team-x","limits":{"rpm":3},"models":["\#(plan.model)"]}"#, headers: Self.adminHeaders(fleet)))
@@ -108,14 +109,15 @@ struct LiveOperationsFleetTests {
             }
             // Usable on the other node at once (within the sync interval).
             let t0 = ContinuousClock.now
-            #expect(await fleet.eventually(within: .seconds(1)) { await chat(n2) == 200 }, "the key works on the other node within a second")
+            let usable = await fleet.eventually(within: .seconds(1)) { await chat(n2) == 200 }
+            #expect(usable, "the key works on the other node within a second")
             print("run-time key: usable on the other node after \(t0.duration(to: .now))")
             // Its limit is fleet-wide: 3 per minute over both nodes.
             #expect(await chat(n1) == 200)
             #expect(await chat(n2) == 200)
             #expect(await chat(n1) == 429)
             #expect(await chat(n2) == 429)
-            // Anonymous and wrong keys are refused now that keys exist.
+            // Anonymous and wrong keys are refused.
             #expect(await fleet.chat(n1)?.status == 401)
             #expect(await fleet.http.post(n2 + "/v1/chat/completions", json: LoadGenerator.bodyText(model: plan.model, index: 1), headers: ["Authorization": "Bearer mx-wrong"])?.status == 401)
 
