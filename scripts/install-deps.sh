@@ -2,7 +2,7 @@
 # Installs the system packages Multiplexer builds, tests and runs with (Debian/Ubuntu).
 # Idempotent: does nothing when everything is present. Needs root (or sudo) to install.
 set -euo pipefail
-PKGS=(libhiredis-dev libcurl4-openssl-dev redis-server redis-tools nginx wrk pkg-config python3 python3-venv iptables iproute2)
+PKGS=(libhiredis-dev libcurl4-openssl-dev redis-server redis-tools nginx wrk pkg-config python3 python3-venv iptables iproute2 chromium chromium-driver)
 missing=()
 for p in "${PKGS[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

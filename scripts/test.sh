@@ -15,7 +15,8 @@ HEAVY='RedisTopologyIntegrationTests|FleetTests|ClientTimeoutTests'
 # One node against hundreds of connections, or hostile clients timed by the node's own timeouts (slowloris,
 # idle keep-alives, stalled bodies, the connection cap): alone,
 # one test at a time (next to the fleet suites they made those miss their bounds).
-ONE_NODE='RealProviderFleetTests|HostileClientFleetTests|ClientTimeoutTests'
+# The live-operations and dashboard suites time reloads, key propagation and a headless browser: alone too.
+ONE_NODE='RealProviderFleetTests|HostileClientFleetTests|ClientTimeoutTests|LiveOperationsFleetTests|DashboardBrowserFleetTests'
 LOG=$(mktemp)
 trap 'rm -f "$LOG"' EXIT
 echo "== phase 1: unit and integration suites =="

@@ -17,24 +17,24 @@ header { display:flex; align-items:center; gap:16px; padding:14px 24px; border-b
 header h1 { font-size:18px; margin:0; font-weight:600; letter-spacing:.3px; }
 header .meta { color:var(--dim); font-size:13px; }
 header .spacer { flex:1; }
-.pill { padding:2px 10px; border-radius:999px; font-size:12px; font-weight:600; border:1px solid var(--line); }
+.pill { padding:2px 10px; border-radius:999px; font-size:12px; font-weight:600; border:1px solid var(--line); white-space:nowrap; }
 .pill.ok { color:var(--ok); border-color:var(--ok); } .pill.warn { color:var(--warn); border-color:var(--warn); } .pill.hot { color:var(--hot); border-color:var(--hot); }
 main { padding:20px 24px; display:grid; gap:20px; }
 h2 { font-size:13px; text-transform:uppercase; letter-spacing:1px; color:var(--dim); margin:0 0 10px; font-weight:600; }
-.grid { display:grid; grid-template-columns:repeat(auto-fill, minmax(300px, 1fr)); gap:14px; }
+.grid { display:grid; grid-template-columns:repeat(auto-fill, minmax(340px, 1fr)); gap:14px; }
 .card { background:var(--panel); border:1px solid var(--line); border-radius:10px; padding:14px 16px; }
 .card.hot { border-color:var(--hot); box-shadow:0 0 0 1px var(--hot) inset; }
 .card.cool { border-color:var(--blue); }
 .card .title { display:flex; align-items:baseline; gap:8px; margin-bottom:10px; }
 .card .title b { font-size:16px; }
-.card .title .tier { color:var(--dim); font-size:12px; }
+.card .title .tier { color:var(--dim); font-size:12px; white-space:nowrap; overflow:hidden; text-overflow:ellipsis; min-width:0; }
 .card .title .spacer { flex:1; }
 .bar { margin:6px 0; }
 .bar .lbl { display:flex; justify-content:space-between; font-size:12px; color:var(--dim); }
 .bar .track { height:8px; background:#21262d; border-radius:4px; overflow:hidden; margin-top:3px; }
 .bar .fill { height:100%; border-radius:4px; background:var(--ok); transition:width .6s ease; }
 .bar .fill.warn { background:var(--warn); } .bar .fill.hot { background:var(--hot); }
-.stats { display:flex; gap:14px; font-size:12px; color:var(--dim); margin-top:8px; flex-wrap:wrap; }
+.stats { display:flex; gap:12px; font-size:12px; color:var(--dim); margin-top:10px; flex-wrap:wrap; }
 .stats span b { color:var(--text); font-weight:600; }
 table { width:100%; border-collapse:collapse; background:var(--panel); border:1px solid var(--line); border-radius:10px; overflow:hidden; }
 th, td { text-align:left; padding:8px 12px; border-bottom:1px solid var(--line); font-size:13px; }
