@@ -101,7 +101,12 @@ struct Stats: AsyncParsableCommand {
             do {
                 let text = try await StatsReport.render(configPath: config, redisURL: self.redis, namespace: self.namespace, json: self.json)
                 // Home, clear the screen below: the view is redrawn in place.
-                print(self.watch ? "\u{1B}[H\u{1B}[2J" + text + "\n\n(refreshing every second; Ctrl-C to stop)" : text)
+                if self.watch {
+                    // Written at once (not buffered): the view must appear even when stdout is a pipe.
+                    FileHandle.standardOutput.write(Data(("\u{1B}[H\u{1B}[2J" + text + "\n\n(refreshing every second; Ctrl-C to stop)\n").utf8))
+                } else {
+                    print(text)
+                }
             } catch {
                 FileHandle.standardError.write(Data("multiplexer stats: \(error)\n".utf8))
                 if !self.watch { throw ExitCode(1) }

@@ -53,6 +53,13 @@ struct RedisFaultFleetTests {
             await offloaded { redis.stop(signal: SIGTERM) }
             try await Task.sleep(for: .seconds(3))
             try await offloaded { try redis.start() }
+            // Every change of state is logged (ARCHITECTURE §5): lost at warning, back and replayed at info.
+            let logged = await fleet.eventually(within: .seconds(10)) {
+                let log = (try? String(contentsOfFile: fleet.directory + "/gw-1.log", encoding: .utf8)) ?? ""
+                return log.contains("warning multiplexer : live_nodes=") && log.contains("Redis lost") && log.contains("Redis back")
+                    && log.contains("counters replayed")
+            }
+            #expect(logged, "the node logged Redis lost, back and replayed")
         }
     }
 

@@ -1,4 +1,6 @@
 import Foundation
+import MultiplexerGateway
+import MultiplexerTestSupport
 import Testing
 
 /// The `multiplexer` executable as a user runs it.
@@ -55,5 +57,57 @@ struct CommandLineTests {
         #expect(status == 1)
         #expect(output.contains("keys[0].key: missing required key"), "\(output)")
         #expect(output.contains("providers: needs at least one provider"), "\(output)")
+    }
+
+    @Test func versionAndTheConfigFromTheEnvironment() async throws {
+        let (status, output) = try await OpenAISDKTests.run(Self.binary, ["--version"])
+        #expect(status == 0 && output.trimmingCharacters(in: .whitespacesAndNewlines) == MultiplexerVersion.current, "\(output)")
+        let path = try Self.write("""
+            providers: [{ name: a, base_url: "http://127.0.0.1:1/v1", model: m }]
+            models: [{ name: g, primary: [{ provider: a }] }]
+            """)
+        let (checked, text) = try await Self.run(["check"], environment: ["MULTIPLEXER_CONFIG": path])
+        #expect(checked == 0 && text.contains("\(path): OK"), "check reads MULTIPLEXER_CONFIG: \(text)")
+        let (stats, statsText) = try await Self.run(["stats"], environment: ["MULTIPLEXER_CONFIG": path])
+        #expect(stats == 1 && statsText.contains("redis"), "stats reads MULTIPLEXER_CONFIG (and needs its redis section): \(statsText)")
+    }
+
+    @Test func statsWatchRedrawsInPlace() async throws {
+        let redis = try RedisServer()
+        let p = Process()
+        p.executableURL = URL(fileURLWithPath: Self.binary)
+        p.arguments = ["stats", "--redis", redis.url, "--namespace", "watch", "--watch"]
+        let out = Pipe()
+        p.standardOutput = out
+        p.standardError = out
+        try p.run()
+        try await Task.sleep(for: .milliseconds(2600))
+        p.interrupt()
+        p.waitUntilExit()
+        let text = String(decoding: out.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        #expect(text.components(separatedBy: "\u{1B}[H\u{1B}[2J").count - 1 >= 2, "redrawn every second: \(text.prefix(300))")
+        #expect(text.contains("namespace {watch}"))
+    }
+
+    static func run(_ args: [String], environment: [String: String]) async throws -> (Int32, String) {
+        try await withCheckedThrowingContinuation { c in
+            DispatchQueue.global().async {
+                let p = Process()
+                p.executableURL = URL(fileURLWithPath: Self.binary)
+                p.arguments = args
+                p.environment = ProcessInfo.processInfo.environment.merging(environment) { $1 }
+                let out = Pipe()
+                p.standardOutput = out
+                p.standardError = out
+                do {
+                    try p.run()
+                    let data = out.fileHandleForReading.readDataToEndOfFile()
+                    p.waitUntilExit()
+                    c.resume(returning: (p.terminationStatus, String(decoding: data, as: UTF8.self)))
+                } catch {
+                    c.resume(throwing: error)
+                }
+            }
+        }
     }
 }

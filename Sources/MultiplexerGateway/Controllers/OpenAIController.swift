@@ -264,12 +264,19 @@ struct OpenAIController: Sendable {
         for a in result.attempts {
             self.gateway.metrics.attempt(a)
             if a.outcome != .success { self.gateway.recentErrors.record(provider: a.provider, what: a.summary) }
-            if let d = a.exhaustedCooldown {
+            let cooldown: (String, Duration)?
+            switch a.outcome {
+            case .rateLimited(let d): cooldown = ("rate_limited", d)
+            case .unauthorized(let d): cooldown = ("unauthorized", d)
+            default: cooldown = a.exhaustedCooldown.map { ("exhausted", $0) }
+            }
+            if let (reason, d) = cooldown {
                 self.gateway.logger.warning(
                     "provider cooling down",
                     metadata: [
-                        "gateway.provider": .string(a.provider), "gateway.cooldown.reason": "exhausted",
-                        "gateway.cooldown_ms": .stringConvertible(d.millisecondsRoundedUp), "request.id": .string(requestID),
+                        "gateway.provider": .string(a.provider), "gateway.cooldown.reason": .string(reason),
+                        "gateway.cooldown_ms": .stringConvertible(d.millisecondsRoundedUp), "http.response.status_code": .string(a.status.map(String.init) ?? "-"),
+                        "request.id": .string(requestID),
                     ])
             }
         }

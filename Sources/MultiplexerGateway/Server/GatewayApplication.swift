@@ -126,9 +126,39 @@ struct QuotaStoreService: Service {
             self.gateway.logger.warning("Redis unreachable at startup; serving degraded", metadata: ["error": .string("\(error)")])
         }
         await cancelWhenGracefulShutdown {
-            await redis.run()
+            await withDiscardingTaskGroup { group in
+                group.addTask { await redis.run() }
+                group.addTask { await self.logTransitions(redis) }
+            }
         }
         redis.shutdown()
+    }
+
+    /// Logs every change of the store's state (ARCHITECTURE §5): Redis lost (warning), back and what the node
+    /// owed it replayed (info).
+    private func logTransitions(_ redis: RedisQuotaStore) async {
+        var was = redis.availability
+        var owed = redis.hasPendingReplay
+        while (try? await Task.sleep(for: .milliseconds(200))) != nil {
+            let now = redis.availability, owes = redis.hasPendingReplay
+            if now != was {
+                switch now {
+                case .connected:
+                    self.gateway.logger.info("Redis back: fleet-wide limits in force again")
+                case .degraded:
+                    self.gateway.logger.warning(
+                        "Redis lost: serving degraded, on this node's share of every limit",
+                        metadata: ["live_nodes": .stringConvertible(redis.liveNodes)])
+                case .unavailable:
+                    self.gateway.logger.warning("Redis lost: refusing requests until it is back (on_unavailable: reject)")
+                }
+            }
+            if owed && !owes && now == .connected {
+                self.gateway.logger.info("counters replayed: what this node owed Redis is written")
+            }
+            was = now
+            owed = owes
+        }
     }
 }
 
