@@ -40,7 +40,10 @@ struct RedisFaultFleetTests {
                 return s.providers.allSatisfy { $0.usage.success == mocks[$0.name]?.served }
             }
             #expect(caughtUp, "every node wrote what it owed Redis")
-            let audit = await fleet.audit(counters: counters, settleWithin: .seconds(5))
+            // ARCHITECTURE §8: an outage may let the strict provider see what the fleet admitted between each node's
+            // last reply and the outage — at most one request per node with steady traffic. Measured: 0 on a quiet
+            // machine, 1–2 while the other fleet suites load it (the replies before the outage arrive later).
+            let audit = await fleet.audit(counters: counters, settleWithin: .seconds(5), outageAllowance: plan.nodes)
             #expect(audit.isClean, "\(audit)")
             let strict = fleet.mocks["strict"]!.state.counters
             print("audit: strict served \(strict.served), overshoot \(strict.overshoot), max in flight \(strict.maxInFlight); \(audit)")
