@@ -479,10 +479,11 @@ public final class RedisQuotaStore: QuotaStore {
     /// before this returns, so the request's next attempt (and every node) sees them; so is a success that
     /// announced exhaustion (``MultiplexerCore/Settlement/exhaustedCooldown``). Without ``run()``
     /// everything is written before returning.
-    public func settle(_ settlement: Settlement) async {
+    @discardableResult
+    public func settle(_ settlement: Settlement) async -> SettlementEffect {
         var settlement = settlement
         if settlement.reservation.id.hasPrefix("L") {
-            guard let redisID = self.settleLocally(settlement) else { return }
+            guard let redisID = self.settleLocally(settlement) else { return .none }
             settlement.reservation.id = redisID
         }
         // A success that announced exhaustion is written at once, like a 429: the next request must see it.
@@ -496,20 +497,26 @@ public final class RedisQuotaStore: QuotaStore {
         }
         if queued {
             self.drainSignal.continuation.yield()
-            return
+            return .none
         }
-        await self.settleNow([settlement][...])
+        let opened = await self.settleNow([settlement][...])
+        return SettlementEffect(failureCooldown: opened.first == true ? settlement.failureCooldown : nil)
     }
 
-    private func settleNow(_ batch: ArraySlice<Settlement>) async {
+    /// Writes `batch`; returns, per settlement, whether it opened a cooldown at the failure threshold (empty
+    /// when the batch was buffered for later).
+    @discardableResult
+    private func settleNow(_ batch: ArraySlice<Settlement>) async -> [Bool] {
         do {
-            try await self.writeSettlements(batch)
+            let opened = try await self.writeSettlements(batch)
             self.markConnected()
+            return opened
         } catch {
             self.local.withLock { l in
                 l.degraded = true
                 l.settlements.append(contentsOf: batch)
             }
+            return []
         }
     }
 
@@ -658,8 +665,10 @@ public final class RedisQuotaStore: QuotaStore {
 
     // MARK: Redis details
 
-    /// Writes settlements in one EVALSHA (see ``RedisScripts/settleBody``).
-    private func writeSettlements(_ batch: ArraySlice<Settlement>) async throws {
+    /// Writes settlements in one EVALSHA (see ``RedisScripts/settleBody``); returns, per settlement, whether it
+    /// opened a cooldown at the provider's failure threshold.
+    @discardableResult
+    private func writeSettlements(_ batch: ArraySlice<Settlement>) async throws -> [Bool] {
         var args = [self.prefix, String(batch.count)]
         args.reserveCapacity(2 + batch.count * RedisScripts.settlementFields)
         for s in batch {
@@ -689,7 +698,8 @@ public final class RedisQuotaStore: QuotaStore {
             args.append(s.modelEvent?.exhausted == true ? "1" : "0")
             args.append(s.exhaustedCooldown.map { String(max(1, $0.millisecondsRoundedUp)) } ?? "0")
         }
-        try Self.check(try await self.client.evalsha(self.scripts.settle, keys: [self.schemaKey], args: args))
+        let v = try Self.check(try await self.client.evalsha(self.scripts.settle, keys: [self.schemaKey], args: args))
+        return (v.array ?? []).map { $0.int == 2 }
     }
 
     private func discoverNames() async throws -> (providers: [String], keys: [String], models: [String]) {

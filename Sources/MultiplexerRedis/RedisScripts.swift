@@ -576,6 +576,7 @@ struct RedisScripts: Sendable {
                     redis.call('DEL', pp .. 'failures')
                     streakCleared[pp] = true
                     extend(pp, tonumber(ARGV[b + 8]), 'failures')
+                    out[#out] = 2
                   end
                 elseif result == 'rate_limited' or result == 'unauthorized' then
                   extend(pp, tonumber(ARGV[b + 6]), result)

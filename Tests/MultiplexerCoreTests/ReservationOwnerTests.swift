@@ -61,7 +61,8 @@ final class RenewalCountingStore: QuotaStore {
     var renewals: Int { self.count.withLock { $0 } }
 
     func admit(_ request: AdmissionRequest) async throws -> AdmissionDecision { try await self.inner.admit(request) }
-    func settle(_ settlement: Settlement) async { await self.inner.settle(settlement) }
+    @discardableResult
+    func settle(_ settlement: Settlement) async -> SettlementEffect { await self.inner.settle(settlement) }
     func record(_ event: ModelEvent) async { await self.inner.record(event) }
     func renewLease(_ reservation: Reservation, for duration: Duration) async throws {
         self.count.withLock { $0 += 1 }

@@ -111,4 +111,21 @@ struct LiveOperationsTests {
             #expect(v["generation"]?.intValue == 1 && v["recent_errors"]?.arrayValue != nil)
         }
     }
+
+    @Test func aCooldownAtTheFailureThresholdIsCountedAndLogged() async throws {
+        try await GatewayFixture.with(
+            mocks: [.init("a") { $0.mode = .error500 }, .init("b")],
+            yaml: {
+                gatewayYAML(
+                    $0, primary: [("a", 1_000_000)], fallback: [("b", 1)], providerExtra: ["a": "failure_threshold: 2, failure_cooldown_seconds: 30"],
+                    groupExtra: "retries_per_provider: 0", top: "admin_key: admin-key-123\n")
+            }
+        ) { f in
+            for _ in 0..<2 { #expect(try await f.chat().status == 200) }
+            let metrics = try await f.request("/metrics", method: "GET").text
+            #expect(metrics.contains(#"multiplexer_cooldowns_total{provider="a",reason="failures"} 1"#), "the cooldown the threshold opened is counted")
+            let s = try await f.stats("a")
+            #expect(s.cooldownReason == .failures)
+        }
+    }
 }

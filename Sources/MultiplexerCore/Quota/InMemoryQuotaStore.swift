@@ -29,9 +29,11 @@ public final class InMemoryQuotaStore<C: Clock>: QuotaStore where C.Duration == 
         return self.state.withLock { $0.admit(request, now: now) }
     }
 
-    public func settle(_ settlement: Settlement) async {
+    @discardableResult
+    public func settle(_ settlement: Settlement) async -> SettlementEffect {
         let now = self.nowMs
-        self.state.withLock { $0.settle(settlement, now: now) }
+        let opened = self.state.withLock { $0.settle(settlement, now: now) }
+        return SettlementEffect(failureCooldown: opened ? settlement.failureCooldown : nil)
     }
 
     public func record(_ event: ModelEvent) async {

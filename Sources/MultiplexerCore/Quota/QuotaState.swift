@@ -207,8 +207,11 @@ public struct QuotaState: Sendable {
 
     // MARK: Settlement
 
-    /// Applies a settlement at time `now`; see ``QuotaStore/settle(_:)``.
-    public mutating func settle(_ s: Settlement, now: Int64) {
+    /// Applies a settlement at time `now`; see ``QuotaStore/settle(_:)``. Returns whether it opened a cooldown
+    /// at the provider's failure threshold.
+    @discardableResult
+    public mutating func settle(_ s: Settlement, now: Int64) -> Bool {
+        var opened = false
         let r = s.reservation
         let id = UInt64(r.id) ?? 0
         let charged = Int64(s.result.chargedTokens(reserved: r.tokens))
@@ -231,6 +234,7 @@ public struct QuotaState: Sendable {
                 ps.failures += 1
                 if ps.failures >= max(1, s.failureThreshold) {
                     ps.failures = 0
+                    opened = true
                     Self.extendCooldown(&ps, until: now + s.failureCooldown.millisecondsRoundedUp, reason: .failures)
                 }
             case .rateLimited(let d):
@@ -251,6 +255,7 @@ public struct QuotaState: Sendable {
             }
         }
         if let e = s.modelEvent { self.record(e) }
+        return opened
     }
 
     /// Counts a client request against its model group.

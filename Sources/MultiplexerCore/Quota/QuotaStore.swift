@@ -25,7 +25,12 @@ public protocol QuotaStore: Sendable {
     ///
     /// Settlement never fails from the caller's point of view: a store that cannot reach its backend
     /// keeps the settlement and applies it later, so no count is lost.
-    func settle(_ settlement: Settlement) async
+    ///
+    /// - Returns: what the settlement did that the caller may want to log or count — a cooldown it opened at
+    ///   the provider's failure threshold — when the store knows it at once (a deferred or buffered
+    ///   settlement returns ``SettlementEffect/none``).
+    @discardableResult
+    func settle(_ settlement: Settlement) async -> SettlementEffect
 
     /// Counts one client request for a model group (requests, fallbacks, exhausted) that has no
     /// settlement to ride on (e.g. it was exhausted before any attempt).
@@ -233,6 +238,17 @@ public enum SettlementResult: Sendable, Hashable {
         case .failure, .rateLimited, .unauthorized, .contextLengthExceeded, .clientError: 0
         }
     }
+}
+
+/// What a settlement did, as far as the caller should know.
+public struct SettlementEffect: Sendable, Hashable {
+    /// The failure reached the provider's consecutive-failure threshold and opened (or extended) a cooldown
+    /// of this length, reason ``CooldownReason/failures``.
+    public var failureCooldown: Duration?
+    public init(failureCooldown: Duration? = nil) {
+        self.failureCooldown = failureCooldown
+    }
+    public static let none = SettlementEffect()
 }
 
 /// Counts for one client request against its model group.

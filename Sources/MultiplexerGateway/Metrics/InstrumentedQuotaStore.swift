@@ -1,3 +1,4 @@
+import Logging
 import MultiplexerCore
 import Prometheus
 
@@ -5,13 +6,29 @@ import Prometheus
 struct InstrumentedQuotaStore: QuotaStore {
     let base: any QuotaStore
     let metrics: GatewayMetrics
+    var logger: Logger? = nil
 
     func admit(_ request: AdmissionRequest) async throws -> AdmissionDecision {
         let start = ContinuousClock.now
         defer { self.metrics.admission.record(start.duration(to: .now)) }
         return try await self.base.admit(request)
     }
-    func settle(_ settlement: Settlement) async { await self.base.settle(settlement) }
+    /// A cooldown opened at a provider's failure threshold is counted and logged here (the store decides it).
+    @discardableResult
+    func settle(_ settlement: Settlement) async -> SettlementEffect {
+        let effect = await self.base.settle(settlement)
+        if let d = effect.failureCooldown {
+            self.metrics.cooldown(provider: settlement.reservation.provider, reason: CooldownReason.failures.rawValue)
+            self.logger?.warning(
+                "provider cooling down",
+                metadata: [
+                    "gateway.provider": .string(settlement.reservation.provider), "gateway.cooldown.reason": "failures",
+                    "gateway.cooldown_ms": .stringConvertible(d.millisecondsRoundedUp),
+                    "gateway.failure_threshold": .stringConvertible(settlement.failureThreshold),
+                ])
+        }
+        return effect
+    }
     func record(_ event: ModelEvent) async { await self.base.record(event) }
     func renewLease(_ reservation: Reservation, for duration: Duration) async throws { try await self.base.renewLease(reservation, for: duration) }
     func setCooldown(provider: String, for duration: Duration, reason: CooldownReason) async throws -> Duration {

@@ -71,7 +71,7 @@ public final class Gateway: Sendable {
         }
         self.metrics = GatewayMetrics()
         let router = Router(
-            table: table, store: InstrumentedQuotaStore(base: self.store, metrics: self.metrics), clock: ContinuousClock(),
+            table: table, store: InstrumentedQuotaStore(base: self.store, metrics: self.metrics, logger: logger), clock: ContinuousClock(),
             wallClock: { Date().timeIntervalSince1970 })
         self.current = Mutex(GatewaySnapshot(configuration: configuration, table: table, router: router, keys: KeyAuthenticator(keys: configuration.keys), generation: 1))
         self.transport = OpenAIUpstreamTransport(client: client)
@@ -84,7 +84,7 @@ public final class Gateway: Sendable {
     /// Makes `configuration` (validated) the one in force; returns the new snapshot.
     func install(_ configuration: GatewayConfiguration, table: RoutingTable) -> GatewaySnapshot {
         let router = Router(
-            table: table, store: InstrumentedQuotaStore(base: self.store, metrics: self.metrics), clock: ContinuousClock(),
+            table: table, store: InstrumentedQuotaStore(base: self.store, metrics: self.metrics, logger: self.logger), clock: ContinuousClock(),
             wallClock: { Date().timeIntervalSince1970 })
         return self.current.withLock { s in
             s = GatewaySnapshot(configuration: configuration, table: table, router: router, keys: KeyAuthenticator(keys: configuration.keys), generation: s.generation + 1)
