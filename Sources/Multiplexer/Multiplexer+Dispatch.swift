@@ -78,6 +78,11 @@ extension Multiplexer {
         case .clientError(let response, let provider):
             throw Self.clientError(response, entry: entry(provider.name), provider: provider, attempts: attempts)
 
+        case .keyOverBudget(let period, let retryAfter):
+            return try Self.fail(MultiplexerError(
+                .insufficientQuota, "The multiplexer's \(period == .daily ? "daily" : "monthly") budget is spent. Retry after \(Self.seconds(retryAfter)).",
+                retryAfter: retryAfter, attempts: attempts))
+
         case .exhausted(let retryAfter, _), .keyLimited(let retryAfter):
             let wait = retryAfter.map { " Retry after \(Self.seconds($0))." } ?? ""
             if let last = result.attempts.last, last.outcome.isRateLimited {

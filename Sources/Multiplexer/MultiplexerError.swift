@@ -36,6 +36,7 @@ public struct MultiplexerError: Error, CustomStringConvertible {
             case rateLimited = "rate_limited"
             case allModelsExhausted = "all_models_exhausted"
             case serviceUnavailable = "service_unavailable"
+            case insufficientQuota = "insufficient_quota"
             case invalidResponse = "invalid_response"
             case unexpected
         }
@@ -59,6 +60,9 @@ public struct MultiplexerError: Error, CustomStringConvertible {
         /// Attempts were made and the last provider tried answered 429/529; every other model is rate limited,
         /// cooling down or at one of its limits. ``MultiplexerError/retryAfter`` says when one frees up.
         public static let rateLimited = Code(.rateLimited)
+        /// The multiplexer's budget (``Multiplexer/Configuration/budget``) is spent for the day or the month:
+        /// ``MultiplexerError/retryAfter`` says when the period ends (UTC).
+        public static let insufficientQuota = Code(.insufficientQuota)
         /// No model could take the request (no attempt was made): all are cooling down or at a limit, or none
         /// is registered. ``MultiplexerError/retryAfter`` says when one frees up, if known.
         public static let allModelsExhausted = Code(.allModelsExhausted)

@@ -356,12 +356,14 @@ public final class RedisQuotaStore: QuotaStore {
         }
         let ids = String(id)
         var args: [String] = [self.prefix, ids, ticket.epoch, self.configuration.nodeID]
-        args.reserveCapacity(9 + request.candidates.count * 9)
+        args.reserveCapacity(11 + request.candidates.count * 11)
         args.append(request.key?.name ?? "")
         args.append(Self.limit(request.key?.limits.rpm))
         args.append(Self.limit(request.key?.limits.tpm))
         args.append(request.tierWait.map { String($0.millisecondsRoundedUp) } ?? "-1")
         args.append(String(request.candidates.count))
+        args.append(request.key?.limits.dailyBudgetMicroUSD.map { String(max(0, $0)) } ?? "-1")
+        args.append(request.key?.limits.monthlyBudgetMicroUSD.map { String(max(0, $0)) } ?? "-1")
         for c in request.candidates {
             args.append(c.provider)
             args.append(String(c.tier.rawValue))
@@ -372,6 +374,8 @@ public final class RedisQuotaStore: QuotaStore {
             args.append(Self.limit(c.limits.maxConcurrent))
             args.append(String(max(0, c.tokens)))
             args.append(String(max(1, c.lease.millisecondsRoundedUp)))
+            args.append(String(c.pricing == nil ? 0 : max(0, c.cost)))
+            args.append(c.limits.dailyBudgetMicroUSD.map { String(max(0, $0)) } ?? "-1")
         }
         let reply: RedisValue
         do {
@@ -450,7 +454,7 @@ public final class RedisQuotaStore: QuotaStore {
         let at: Int
         switch tag {
         case 1: at = 5
-        case 2, 3, 4: at = 2
+        case 2, 3, 4, 7: at = 2
         default: return []
         }
         guard a.count > at, let u = a[at].array else { return [] }
@@ -621,7 +625,7 @@ public final class RedisQuotaStore: QuotaStore {
         else { throw RedisError(.protocolError, "unexpected stats reply") }
         var out = FleetStats()
         for (name, row) in zip(providers, ps) {
-            guard let r = row.array, r.count == 10 else { throw RedisError(.protocolError, "unexpected provider stats row") }
+            guard let r = row.array, r.count == 11 else { throw RedisError(.protocolError, "unexpected provider stats row") }
             var w = WindowUse()
             w.rpm = Int(r[1].int ?? 0)
             w.rpd = Int(r[2].int ?? 0)
@@ -629,19 +633,23 @@ public final class RedisQuotaStore: QuotaStore {
             w.tpd = Int(r[4].int ?? 0)
             w.inFlight = Int(r[5].int ?? 0)
             let cd = r[6].int ?? -2
-            out.providers.append(
-                ProviderStats(
-                    name: name, usage: Self.usage(r[0]), window: w,
-                    cooldownRemaining: cd > 0 ? .milliseconds(cd) : (cd == -1 ? RetryHint.maximum : nil),
-                    cooldownReason: cd == -2 ? nil : CooldownReason(rawValue: r[7].text ?? "") ?? .manual,
-                    disabled: (r[8].int ?? 0) == 1, consecutiveFailures: Int(r[9].int ?? 0)))
+            var p = ProviderStats(
+                name: name, usage: Self.usage(r[0]), window: w,
+                cooldownRemaining: cd > 0 ? .milliseconds(cd) : (cd == -1 ? RetryHint.maximum : nil),
+                cooldownReason: cd == -2 ? nil : CooldownReason(rawValue: r[7].text ?? "") ?? .manual,
+                disabled: (r[8].int ?? 0) == 1, consecutiveFailures: Int(r[9].int ?? 0))
+            p.spentToday = r[10].int ?? 0
+            out.providers.append(p)
         }
         for (name, row) in zip(keys, ks) {
-            guard let r = row.array, r.count == 3 else { throw RedisError(.protocolError, "unexpected key stats row") }
+            guard let r = row.array, r.count == 5 else { throw RedisError(.protocolError, "unexpected key stats row") }
             var w = WindowUse()
             w.rpm = Int(r[1].int ?? 0)
             w.tpm = Int(r[2].int ?? 0)
-            out.keys.append(KeyStats(name: name, usage: Self.usage(r[0]), window: w))
+            var k = KeyStats(name: name, usage: Self.usage(r[0]), window: w)
+            k.spentToday = r[3].int ?? 0
+            k.spentThisMonth = r[4].int ?? 0
+            out.keys.append(k)
         }
         for (name, row) in zip(models, ms) {
             let h = Self.hash(row)
@@ -697,6 +705,10 @@ public final class RedisQuotaStore: QuotaStore {
             args.append(String((s.modelEvent?.fallback == true ? 1 : 0) + (s.modelEvent?.continued == true ? 2 : 0)))
             args.append(s.modelEvent?.exhausted == true ? "1" : "0")
             args.append(s.exhaustedCooldown.map { String(max(1, $0.millisecondsRoundedUp)) } ?? "0")
+            args.append(String(r.cost))
+            args.append(String(s.result.chargedCost(reserved: r.cost, pricing: r.pricing)))
+            args.append(r.spendDay ?? "")
+            args.append(r.spendMonth ?? "")
         }
         let v = try Self.check(try await self.client.evalsha(self.scripts.settle, keys: [self.schemaKey], args: args))
         return (v.array ?? []).map { $0.int == 2 }
@@ -765,10 +777,20 @@ public final class RedisQuotaStore: QuotaStore {
             }
             let c = request.candidates[Int(index)]
             let remReq = a[3].int.flatMap { $0 >= 0 ? Int($0) : nil }, remTok = a[4].int.flatMap { $0 >= 0 ? Int($0) : nil }
-            return .admitted(
-                Reservation(
-                    id: id, provider: c.provider, candidateIndex: Int(index), tier: c.tier, tokens: max(0, c.tokens), key: request.key?.name,
-                    keyRemainingRequests: remReq, keyRemainingTokens: remTok))
+            var r = Reservation(
+                id: id, provider: c.provider, candidateIndex: Int(index), tier: c.tier, tokens: max(0, c.tokens), key: request.key?.name,
+                keyRemainingRequests: remReq, keyRemainingTokens: remTok)
+            if a.count >= 10 {
+                if c.cost > 0, c.pricing != nil, let day = a[6].text, let month = a[7].text {
+                    r.cost = c.cost
+                    r.pricing = c.pricing
+                    r.spendDay = day
+                    r.spendMonth = month
+                }
+                r.keySpentToday = a[8].int.flatMap { $0 >= 0 ? $0 : nil }
+                r.keySpentThisMonth = a[9].int.flatMap { $0 >= 0 ? $0 : nil }
+            }
+            return .admitted(r)
         case 2:
             return .wait(ms(a[1]) ?? .milliseconds(1))
         case 3:
@@ -781,6 +803,9 @@ public final class RedisQuotaStore: QuotaStore {
             return .exhausted(retryAfter: ms(a[1]), blocked: blocked)
         case 4:
             return .keyLimited(retryAfter: ms(a[1]))
+        case 7:
+            let period = BudgetPeriod(rawValue: a.count > 3 ? a[3].text ?? "" : "") ?? .daily
+            return .keyOverBudget(period: period, retryAfter: ms(a[1]) ?? .seconds(1))
         case 5:
             throw RedisError(.protocolError, "admission id \(id) was already settled")
         default:
@@ -802,7 +827,7 @@ public final class RedisQuotaStore: QuotaStore {
             throw error
         }
         let now = self.localNow
-        return self.local.withLock { l in
+        let decision: AdmissionDecision = self.local.withLock { l in
             l.degraded = true
             var shared = request
             let n = max(1, l.liveNodes)
@@ -816,7 +841,10 @@ public final class RedisQuotaStore: QuotaStore {
                     name: key.name,
                     limits: KeyLimits(
                         rpm: share(key.limits.rpm, seen?.rpm, use.rolling.rpm, use.after.rpm),
-                        tpm: share(key.limits.tpm, seen?.tpm, use.rolling.tpm, use.after.tpm)))
+                        tpm: share(key.limits.tpm, seen?.tpm, use.rolling.tpm, use.after.tpm),
+                        // No spend without Redis: a budget admits nothing that costs (see below).
+                        dailyBudgetMicroUSD: key.limits.dailyBudgetMicroUSD.map { _ in 0 },
+                        monthlyBudgetMicroUSD: key.limits.monthlyBudgetMicroUSD.map { _ in 0 }))
             }
             shared.candidates = request.candidates.map { c in
                 var c = c
@@ -831,6 +859,8 @@ public final class RedisQuotaStore: QuotaStore {
                 limits.rpd = share(p.rpd, QuotaState.day, seen?.rpd, use.rolling.rpd, use.after.rpd)
                 limits.tpm = share(p.tpm, QuotaState.minute, seen?.tpm, use.rolling.tpm, use.after.tpm)
                 limits.tpd = share(p.tpd, QuotaState.day, seen?.tpd, use.rolling.tpd, use.after.tpd)
+                // A provider's budget needs the fleet's spend: without Redis the provider takes nothing that costs.
+                limits.dailyBudgetMicroUSD = p.dailyBudgetMicroUSD.map { _ in 0 }
                 if let mc = p.maxConcurrent {
                     // Degraded slots: until one lease has passed since the fleet's in-flight count was seen,
                     // what it left shared out; then the node's share, less its Redis reservations still running.
@@ -862,6 +892,12 @@ public final class RedisQuotaStore: QuotaStore {
             }
             return d
         }
+        // Spend is counted in Redis only: without it, a key's budget cannot be checked (a provider's budget
+        // blocks that provider locally, so traffic moves to providers without one).
+        if case .keyOverBudget = decision {
+            throw RedisError(.unavailable, "the client key's budget cannot be checked while Redis is unreachable")
+        }
+        return decision
     }
 
     /// A node's degraded share of one windowed limit (ARCHITECTURE §8), as a limit on its degraded

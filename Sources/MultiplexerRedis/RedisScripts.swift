@@ -96,6 +96,44 @@ struct RedisScripts: Sendable {
         """
 
     static let prelude = """
+        -- UTC calendar days and months of budgets (the arithmetic of MultiplexerCore's BudgetCalendar)
+        local function utc_civil(ms)
+          local z = math.floor(ms / 86400000) + 719468
+          local era = math.floor(z / 146097)
+          local doe = z - era * 146097
+          local yoe = math.floor((doe - math.floor(doe / 1460) + math.floor(doe / 36524) - math.floor(doe / 146096)) / 365)
+          local y = yoe + era * 400
+          local doy = doe - (365 * yoe + math.floor(yoe / 4) - math.floor(yoe / 100))
+          local mp = math.floor((5 * doy + 2) / 153)
+          local d = doy - math.floor((153 * mp + 2) / 5) + 1
+          local m = mp + 3
+          if mp >= 10 then m = mp - 9 end
+          if m <= 2 then y = y + 1 end
+          return y, m, d
+        end
+        local function utc_day(ms) local y, m, d = utc_civil(ms); return string.format('%04d-%02d-%02d', y, m, d) end
+        local function utc_month(ms) local y, m = utc_civil(ms); return string.format('%04d-%02d', y, m) end
+        local function next_day(ms) return (math.floor(ms / 86400000) + 1) * 86400000 end
+        local function next_month(ms)
+          local y, m = utc_civil(ms)
+          if m == 12 then y = y + 1; m = 1 else m = m + 1 end
+          local yy = y
+          if m <= 2 then yy = y - 1 end
+          local era = math.floor(yy / 400)
+          local yoe = yy - era * 400
+          local mm = m + 9
+          if m > 2 then mm = m - 3 end
+          local doe = yoe * 365 + math.floor(yoe / 4) - math.floor(yoe / 100) + math.floor((153 * mm + 2) / 5)
+          return (era * 146097 + doe - 719468) * 86400000
+        end
+        -- spend: an integer (micro-USD) string per period; a day's lives 35 days, a month's 400
+        local SPEND_DAY_TTL, SPEND_MONTH_TTL = 3024000000, 34560000000
+        local function spend_get(k) return tonumber(redis.call('GET', k) or '0') end
+        local function spend_add(k, amount, ttl)
+          if amount == 0 then return end
+          redis.call('INCRBY', k, amount)
+          redis.call('PEXPIRE', k, ttl)
+        end
         local function chunked(cmd, key, items)
           local out = {}
           for i = 1, #items, 500 do
@@ -193,10 +231,13 @@ struct RedisScripts: Sendable {
         """
 
     /// Admission. ARGV: prefix, reservation id (made by the node, see ``idBlockBody``), the epoch the node
-    /// knows (`{ns}:fleet` `epoch`), the node's id (for `MONITOR`: which node admitted), key name ('' none), key rpm, key tpm, tier wait ms (-1 none), n, then n ×
-    /// (provider, tier 0|1, rpm, rpd, tpm, tpd, max concurrent, tokens, lease ms); -1 = no limit.
+    /// knows (`{ns}:fleet` `epoch`), the node's id (for `MONITOR`: which node admitted), key name ('' none), key rpm, key tpm, tier wait ms (-1 none), n,
+    /// key daily and monthly budgets (micro-USD), then n ×
+    /// (provider, tier 0|1, rpm, rpd, tpm, tpd, max concurrent, tokens, lease ms, cost (micro-USD), daily budget); -1 = no limit.
     ///
-    /// Returns {1, id, index, key remaining requests, key remaining tokens, use} | {2, wait ms, use} |
+    /// Returns {1, id, index, key remaining requests, key remaining tokens, use, day, month, key spent today,
+    /// key spent this month (-1: the key has no budget)} | {7, ms until the period ends, use, 'daily'|'monthly'} (the key's
+    /// budget has no room on any candidate) | {2, wait ms, use} |
     /// {3, retry ms | -1, use, (provider, reason, retry ms | -1)…} | {4, retry ms | -1, use} |
     /// {5} (the id was already settled as never used: nothing written) | {6, epoch | ''} (the node's epoch is
     /// not Redis's: Redis lost its data, or the node never connected; nothing written).
@@ -224,6 +265,9 @@ struct RedisScripts: Sendable {
             local keyRpm, keyTpm = tonumber(ARGV[6]), tonumber(ARGV[7])
             local tierWait = tonumber(ARGV[8])
             local n = tonumber(ARGV[9])
+            local keyDaily, keyMonthly = tonumber(ARGV[10]), tonumber(ARGV[11])
+            local day, month = utc_day(now), utc_month(now)
+            local keyBudgetPeriod = nil
             local KP = P .. 'key:' .. keyName .. ':'
             local use = {-1, -1}
             if keyName ~= '' and keyRpm >= 0 then
@@ -237,10 +281,11 @@ struct RedisScripts: Sendable {
             local earliest, earliestPrimary = nil, nil
             local onlyKey = true
             for i = 0, n - 1 do
-              local b = 10 + i * 9
+              local b = 12 + i * 11
               local name, tier = ARGV[b], tonumber(ARGV[b + 1])
               local rpm, rpd, tpm, tpd = tonumber(ARGV[b + 2]), tonumber(ARGV[b + 3]), tonumber(ARGV[b + 4]), tonumber(ARGV[b + 5])
               local conc, tokens, lease = tonumber(ARGV[b + 6]), tonumber(ARGV[b + 7]), tonumber(ARGV[b + 8])
+              local cost, budget = tonumber(ARGV[b + 9]), tonumber(ARGV[b + 10])
               if tier == 1 and tierWait >= 0 and earliestPrimary ~= nil and earliestPrimary - now <= tierWait then
                 return {2, math.max(1, earliestPrimary - now), use}
               end
@@ -288,10 +333,20 @@ struct RedisScripts: Sendable {
                 if held(conc) < 1 then soon = nil end
                 block('concurrency', soon)
               end
+              if budget >= 0 and spend_get(pp .. 'spend:' .. day) + cost > budget then block('budget', next_day(now)) end
               local providerBlocked = reason ~= nil
               if keyName ~= '' and keyTpm >= 0 then
                 local at = tok_fits_at(KP .. 'tpm', MIN, tokens, held(keyTpm), now)
                 if at == nil or at > now then block('key_tpm', at) end
+              end
+              if keyName ~= '' then
+                if keyMonthly >= 0 and spend_get(KP .. 'spend:' .. month) + cost > keyMonthly then
+                  block('key_budget', next_month(now))
+                  keyBudgetPeriod = 'monthly'
+                elseif keyDaily >= 0 and spend_get(KP .. 'spend:' .. day) + cost > keyDaily then
+                  block('key_budget', next_day(now))
+                  if keyBudgetPeriod == nil then keyBudgetPeriod = 'daily' end
+                end
               end
               if reason == nil then
                 if rpm >= 0 then req_add(pp .. 'rpm', MIN, id, now); use[u + 1] = use[u + 1] + 1 end
@@ -301,6 +356,21 @@ struct RedisScripts: Sendable {
                 redis.call('ZADD', ik, now + lease, id)
                 use[u + 5] = inflight + 1
                 local remReq, remTok = -1, -1
+                local keySpentDay, keySpentMonth = -1, -1
+                if cost > 0 then
+                  -- what this reservation holds of the budgets, until it is settled (a lost reply is cancelled
+                  -- with it: the cancel refunds exactly this)
+                  redis.call('HSET', P .. 'cost:' .. id, 'p', name, 'k', keyName, 'c', cost, 'd', day, 'm', month)
+                  redis.call('PEXPIRE', P .. 'cost:' .. id, 86400000)
+                  spend_add(pp .. 'spend:' .. day, cost, SPEND_DAY_TTL)
+                  if keyName ~= '' then
+                    spend_add(KP .. 'spend:' .. day, cost, SPEND_DAY_TTL)
+                    spend_add(KP .. 'spend:' .. month, cost, SPEND_MONTH_TTL)
+                  end
+                end
+                if keyName ~= '' and (keyDaily >= 0 or keyMonthly >= 0) then
+                  keySpentDay, keySpentMonth = spend_get(KP .. 'spend:' .. day), spend_get(KP .. 'spend:' .. month)
+                end
                 if keyName ~= '' then
                   if keyRpm >= 0 then
                     req_add(KP .. 'rpm', MIN, id, now)
@@ -313,7 +383,7 @@ struct RedisScripts: Sendable {
                     remTok = math.max(0, keyTpm - use[2])
                   end
                 end
-                return {1, id, i, remReq, remTok, use}
+                return {1, id, i, remReq, remTok, use, day, month, keySpentDay, keySpentMonth}
               end
               if providerBlocked then onlyKey = false end
               local ra = -1
@@ -328,6 +398,15 @@ struct RedisScripts: Sendable {
             end
             local ra = -1
             if earliest ~= nil then ra = math.max(1, earliest - now) end
+            if onlyKey and #blocked > 0 and keyBudgetPeriod ~= nil then
+              local allBudget = true
+              for j = 2, #blocked, 3 do if blocked[j] ~= 'key_budget' then allBudget = false end end
+              if allBudget then
+                local ends = next_day(now)
+                if keyBudgetPeriod == 'monthly' then ends = next_month(now) end
+                return {7, math.max(1, ends - now), use, keyBudgetPeriod}
+              end
+            end
             if onlyKey and #blocked > 0 then return {4, ra, use} end
             local out = {3, ra, use}
             for _, v in ipairs(blocked) do out[#out + 1] = v end
@@ -373,9 +452,21 @@ struct RedisScripts: Sendable {
               local pp = P .. 'provider:' .. ARGV[i] .. ':'
               for _, w in ipairs({'rpm', 'rpd', 'tpm', 'tpd', 'tpm:amounts', 'tpd:amounts', 'inflight'}) do keys[#keys + 1] = pp .. w end
             end
+            keys[#keys + 1] = P .. 'cost:' .. id
             touch(keys)
             if redis.call('SETBIT', bk, bo, 1) == 1 then return 0 end
             redis.call('PEXPIRE', bk, 900000)
+            -- its reserved cost, if it had one, leaves the budgets too
+            local held = redis.call('HMGET', P .. 'cost:' .. id, 'p', 'k', 'c', 'd', 'm')
+            if held[1] then
+              local c = -tonumber(held[3])
+              spend_add(P .. 'provider:' .. held[1] .. ':spend:' .. held[4], c, SPEND_DAY_TTL)
+              if held[2] ~= '' then
+                spend_add(P .. 'key:' .. held[2] .. ':spend:' .. held[4], c, SPEND_DAY_TTL)
+                spend_add(P .. 'key:' .. held[2] .. ':spend:' .. held[5], c, SPEND_MONTH_TTL)
+              end
+              redis.call('DEL', P .. 'cost:' .. id)
+            end
             if ARGV[3] ~= '' then
               local kp = P .. 'key:' .. ARGV[3] .. ':'
               redis.call('ZREM', kp .. 'rpm', id)
@@ -463,12 +554,13 @@ struct RedisScripts: Sendable {
     static let releaseGraceMs = 1000
 
     /// The number of ARGV fields of one settlement in ``settleBody``.
-    static let settlementFields = 20
+    static let settlementFields = 24
 
     /// Settlement of one or more attempts, in order. ARGV: prefix, n, then n × (id, provider, key ('' none),
     /// tier, charged tokens, result, cooldown ms, failure threshold, failure cooldown ms, 7 usage deltas
     /// (requests … fallback_served), model ('' none), model flags (1 fallback + 2 continued), model exhausted 0|1, exhausted
-    /// cooldown ms (0 none: the provider's 2xx announced it is out of requests or tokens; reason `exhausted`)).
+    /// cooldown ms (0 none: the provider's 2xx announced it is out of requests or tokens; reason `exhausted`), reserved
+    /// cost and real cost (micro-USD), the admission's UTC day and month ('' when it reserved no cost)).
     /// Idempotent per reservation id for at least 15 minutes, so a batch whose reply was lost can be replayed
     /// safely: a reservation id (the `seq` number admission gave it) is one bit in a bitmap of 2^20 ids,
     /// `{ns}:settled:<id / 2^20>`, whose TTL is renewed to 15 minutes by every settlement in it — 128 KiB per
@@ -503,6 +595,11 @@ struct RedisScripts: Sendable {
               mayWrite(P .. 'provider:' .. ARGV[b + 1] .. ':', {'inflight', 'tpm:amounts', 'tpd:amounts', 'usage', 'failures', 'cooldown'})
               if ARGV[b + 2] ~= '' then mayWrite(P .. 'key:' .. ARGV[b + 2] .. ':', {'tpm:amounts', 'usage'}) end
               if ARGV[b + 16] ~= '' then mayWrite(P .. 'model:' .. ARGV[b + 16] .. ':', {'usage'}) end
+              if ARGV[b + 22] ~= '' then
+                touched[#touched + 1] = P .. 'cost:' .. ARGV[b]
+                mayWrite(P .. 'provider:' .. ARGV[b + 1] .. ':spend:', {ARGV[b + 22]})
+                if ARGV[b + 2] ~= '' then mayWrite(P .. 'key:' .. ARGV[b + 2] .. ':spend:', {ARGV[b + 22], ARGV[b + 23]}) end
+              end
             end
             touch(touched)
             -- the id log of earlier versions (`settled`, a sorted set) is no longer written: it drains within
@@ -553,6 +650,17 @@ struct RedisScripts: Sendable {
                   if leases[ik] == nil then leases[ik] = {}; leaseKeys[#leaseKeys + 1] = ik end
                   local l = leases[ik]
                   l[#l + 1] = id
+                end
+                -- the budgets: the reserved cost becomes the real one (the day and month of the admission)
+                if ARGV[b + 22] ~= '' then redis.call('DEL', P .. 'cost:' .. id) end
+                local costDelta = tonumber(ARGV[b + 21]) - tonumber(ARGV[b + 20])
+                if costDelta ~= 0 and ARGV[b + 22] ~= '' then
+                  spend_add(pp .. 'spend:' .. ARGV[b + 22], costDelta, SPEND_DAY_TTL)
+                  if ARGV[b + 2] ~= '' then
+                    local kp = P .. 'key:' .. ARGV[b + 2] .. ':'
+                    spend_add(kp .. 'spend:' .. ARGV[b + 22], costDelta, SPEND_DAY_TTL)
+                    spend_add(kp .. 'spend:' .. ARGV[b + 23], costDelta, SPEND_MONTH_TTL)
+                  end
                 end
                 local charged = tonumber(ARGV[b + 4])
                 refund(pp .. 'tpm', id, charged)
@@ -681,7 +789,8 @@ struct RedisScripts: Sendable {
                 req_count(pp .. 'rpm', MIN, now), req_count(pp .. 'rpd', DAY, now),
                 tok_sum(pp .. 'tpm', MIN, now), tok_sum(pp .. 'tpd', DAY, now),
                 redis.call('ZCARD', pp .. 'inflight'), cd, redis.call('GET', pp .. 'cooldown') or '',
-                redis.call('EXISTS', pp .. 'disabled'), tonumber(redis.call('GET', pp .. 'failures') or '0')
+                redis.call('EXISTS', pp .. 'disabled'), tonumber(redis.call('GET', pp .. 'failures') or '0'),
+                spend_get(pp .. 'spend:' .. utc_day(now))
               }
             end
             local nk = tonumber(ARGV[i]); i = i + 1
@@ -689,7 +798,10 @@ struct RedisScripts: Sendable {
             for _ = 1, nk do
               local kp = P .. 'key:' .. ARGV[i] .. ':'
               i = i + 1
-              keys[#keys + 1] = {redis.call('HGETALL', kp .. 'usage'), req_count(kp .. 'rpm', MIN, now), tok_sum(kp .. 'tpm', MIN, now)}
+              keys[#keys + 1] = {
+                redis.call('HGETALL', kp .. 'usage'), req_count(kp .. 'rpm', MIN, now), tok_sum(kp .. 'tpm', MIN, now),
+                spend_get(kp .. 'spend:' .. utc_day(now)), spend_get(kp .. 'spend:' .. utc_month(now))
+              }
             end
             local nm = tonumber(ARGV[i]); i = i + 1
             local models = {}

@@ -39,6 +39,7 @@ struct QuotaStoreContractTests {
         switch d {
         case .exhausted(let ra, _), .keyLimited(let ra): ra
         case .wait(let w): w
+        case .keyOverBudget(_, let ra): ra
         case .admitted: nil
         }
     }

@@ -65,8 +65,10 @@ public struct Provider: Sendable, Hashable {
         headers: [String: String] = [:],
         tls: TLSOptions = TLSOptions(),
         maxEventBytes: Int = 1 << 20,
-        forwardClientHeaders: Bool = false
+        forwardClientHeaders: Bool = false,
+        pricing: Pricing? = nil
     ) {
+        self.pricing = pricing
         self.name = name
         self.baseURL = baseURL
         self.apiKey = apiKey
@@ -86,6 +88,17 @@ public struct Provider: Sendable, Hashable {
         self.tls = tls
         self.maxEventBytes = maxEventBytes
         self.forwardClientHeaders = forwardClientHeaders
+    }
+
+    /// What the provider charges (`providers[].pricing`); `nil`: no spend is counted and no budget applies.
+    public var pricing: Pricing?
+
+    /// The highest cost, in micro-USD, of an attempt that reserves `cost` on this provider: the estimated
+    /// prompt at the input price plus the reserved completion at the output price (0 without pricing).
+    public func maximumCost(of cost: RequestCost) -> Int64 {
+        guard let pricing else { return 0 }
+        let total = cost.tokens(on: self)
+        return pricing.cost(prompt: cost.promptTokens, completion: max(0, total - cost.promptTokens))
     }
 
     /// How long an in-flight reservation on this provider lives past its last renewal before the store

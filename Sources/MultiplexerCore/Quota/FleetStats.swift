@@ -120,6 +120,8 @@ public struct ProviderStats: Sendable, Hashable, Codable {
     public var name: String
     public var usage: UsageCounters
     public var window: WindowUse
+    /// Micro-USD spent this UTC day (reserved while in flight, settled to the real cost).
+    public var spentToday: Int64 = 0
     /// Remaining cooldown, if cooling down.
     public var cooldownRemaining: Duration?
     public var cooldownReason: CooldownReason?
@@ -145,6 +147,9 @@ public struct KeyStats: Sendable, Hashable, Codable {
     public var name: String
     public var usage: UsageCounters
     public var window: WindowUse
+    /// Micro-USD spent this UTC day and month.
+    public var spentToday: Int64 = 0
+    public var spentThisMonth: Int64 = 0
 
     public init(name: String, usage: UsageCounters, window: WindowUse) {
         self.name = name

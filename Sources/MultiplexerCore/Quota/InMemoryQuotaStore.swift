@@ -12,14 +12,18 @@ import Synchronization
 /// ### Time
 /// Time comes from the injected clock (``ManualClock`` in tests), measured from the store's creation.
 public final class InMemoryQuotaStore<C: Clock>: QuotaStore where C.Duration == Duration {
-    private let state = Mutex(QuotaState())
+    private let state: Mutex<QuotaState>
     private let clock: C
     private let origin: C.Instant
 
-    /// - Parameter clock: the time source for windows, leases and cooldowns.
-    public init(clock: C) {
+    /// - Parameters:
+    ///   - clock: the time source for windows, leases and cooldowns.
+    ///   - epochMs: milliseconds since the Unix epoch now (the store's time 0): budgets' UTC days and months
+    ///     are counted from it along `clock` (a test sets it just before a midnight and advances the clock).
+    public init(clock: C, epochMs: Int64 = WallClock.epochMilliseconds()) {
         self.clock = clock
         self.origin = clock.now
+        self.state = Mutex(QuotaState(epochAtZero: epochMs))
     }
 
     private var nowMs: Int64 { self.clock.milliseconds(since: self.origin) }

@@ -48,8 +48,25 @@ public struct QuotaState: Sendable {
     var models: [String: ModelCounters] = [:]
     var nodes: [String: Int64] = [:]
     var nextID: UInt64 = 0
+    /// Micro-USD spent, by the Redis key suffix it would have (`provider:<p>:spend:<YYYY-MM-DD>`,
+    /// `key:<k>:spend:<YYYY-MM-DD>`, `key:<k>:spend:<YYYY-MM>`).
+    var spend: [String: Int64] = [:]
+    /// Milliseconds since the Unix epoch at this state's time 0: budgets follow UTC calendar days.
+    public var epochAtZero: Int64
 
-    public init() {}
+    /// - Parameter epochAtZero: milliseconds since the Unix epoch at the state's time 0 (its times are
+    ///   relative to it); budgets' days and months are computed from it.
+    public init(epochAtZero: Int64 = 0) {
+        self.epochAtZero = epochAtZero
+    }
+
+    static func providerSpend(_ p: String, _ day: String) -> String { "provider:\(p):spend:\(day)" }
+    static func keySpend(_ k: String, _ period: String) -> String { "key:\(k):spend:\(period)" }
+
+    private mutating func addSpend(_ suffix: String, _ amount: Int64) {
+        guard amount != 0 else { return }
+        self.spend[suffix, default: 0] += amount
+    }
 
     // MARK: In-place access
 
@@ -82,6 +99,7 @@ public struct QuotaState: Sendable {
         var earliest: Int64?
         var earliestPrimary: Int64?
         var onlyKeyBlocked = true
+        var keyBudget: BudgetPeriod?
         for (index, c) in request.candidates.enumerated() {
             if c.tier == .fallback, let wait = request.tierWait, let p = earliestPrimary, p - now <= wait.millisecondsRoundedUp {
                 return .wait(.milliseconds(max(1, p - now)))
@@ -118,10 +136,24 @@ public struct QuotaState: Sendable {
                     block(.concurrency, l < 1 ? nil : soonest)
                 }
             }
+            let epoch = self.epochAtZero + now
+            let day = BudgetCalendar.day(epoch)
+            if let budget = c.limits.dailyBudgetMicroUSD, (self.spend[Self.providerSpend(c.provider, day)] ?? 0) + c.cost > budget {
+                block(.budget, now + BudgetCalendar.untilNextDay(epoch))
+            }
             let providerBlocked = reason != nil
             if let key = request.key, let tpm = key.limits.tpm {
                 let at = self.keys[key.name]?.tpm.fitsAt(amount: tokens, limit: Int64(tpm), now: now)
                 if at == nil || at! > now { block(.keyTPM, at) }
+            }
+            if let key = request.key {
+                if let m = key.limits.monthlyBudgetMicroUSD, (self.spend[Self.keySpend(key.name, BudgetCalendar.month(epoch))] ?? 0) + c.cost > m {
+                    block(.keyBudget, now + BudgetCalendar.untilNextMonth(epoch))
+                    keyBudget = .monthly
+                } else if let d = key.limits.dailyBudgetMicroUSD, (self.spend[Self.keySpend(key.name, day)] ?? 0) + c.cost > d {
+                    block(.keyBudget, now + BudgetCalendar.untilNextDay(epoch))
+                    if keyBudget == nil { keyBudget = .daily }
+                }
             }
 
             guard let r = reason else {
@@ -135,6 +167,11 @@ public struct QuotaState: Sendable {
             }
         }
         let retryAfter = earliest.map { Duration.milliseconds(max(1, $0 - now)) }
+        if onlyKeyBlocked, !blocked.isEmpty, let period = keyBudget, blocked.allSatisfy({ $0.reason == .keyBudget }) {
+            let epoch = self.epochAtZero + now
+            let until = period == .monthly ? BudgetCalendar.untilNextMonth(epoch) : BudgetCalendar.untilNextDay(epoch)
+            return .keyOverBudget(period: period, retryAfter: .milliseconds(max(1, until)))
+        }
         if onlyKeyBlocked, !blocked.isEmpty { return .keyLimited(retryAfter: retryAfter) }
         return .exhausted(retryAfter: retryAfter, blocked: blocked)
     }
@@ -163,9 +200,27 @@ public struct QuotaState: Sendable {
                 }
             }
         }
-        return Reservation(
+        var r = Reservation(
             id: String(id), provider: c.provider, candidateIndex: index, tier: c.tier, tokens: c.tokens, key: key?.name,
             keyRemainingRequests: remainingRequests, keyRemainingTokens: remainingTokens)
+        let epoch = self.epochAtZero + now
+        let day = BudgetCalendar.day(epoch), month = BudgetCalendar.month(epoch)
+        if c.cost > 0, c.pricing != nil {
+            r.cost = c.cost
+            r.pricing = c.pricing
+            r.spendDay = day
+            r.spendMonth = month
+            self.addSpend(Self.providerSpend(c.provider, day), c.cost)
+            if let key {
+                self.addSpend(Self.keySpend(key.name, day), c.cost)
+                self.addSpend(Self.keySpend(key.name, month), c.cost)
+            }
+        }
+        if let key, key.limits.hasBudget {
+            r.keySpentToday = self.spend[Self.keySpend(key.name, day)] ?? 0
+            r.keySpentThisMonth = self.spend[Self.keySpend(key.name, month)] ?? 0
+        }
+        return r
     }
 
     /// What this state's windows of `provider` hold at `now`: in each whole window (`rolling`) and of the
@@ -255,6 +310,14 @@ public struct QuotaState: Sendable {
             }
         }
         if let e = s.modelEvent { self.record(e) }
+        if let day = r.spendDay, let month = r.spendMonth {
+            let delta = s.result.chargedCost(reserved: r.cost, pricing: r.pricing) - r.cost
+            self.addSpend(Self.providerSpend(r.provider, day), delta)
+            if let key = r.key {
+                self.addSpend(Self.keySpend(key, day), delta)
+                self.addSpend(Self.keySpend(key, month), delta)
+            }
+        }
         return opened
     }
 
@@ -315,12 +378,13 @@ public struct QuotaState: Sendable {
             w.tpd = Int(ps.tpd.sum)
             w.inFlight = ps.inFlight.count
             let cooling = ps.cooldownUntil > now
-            out.providers.append(
-                ProviderStats(
-                    name: name, usage: ps.usage, window: w,
-                    cooldownRemaining: cooling ? .milliseconds(ps.cooldownUntil - now) : nil,
-                    cooldownReason: cooling ? ps.cooldownReason : nil,
-                    disabled: ps.disabled, consecutiveFailures: ps.failures))
+            var p = ProviderStats(
+                name: name, usage: ps.usage, window: w,
+                cooldownRemaining: cooling ? .milliseconds(ps.cooldownUntil - now) : nil,
+                cooldownReason: cooling ? ps.cooldownReason : nil,
+                disabled: ps.disabled, consecutiveFailures: ps.failures)
+            p.spentToday = self.spend[Self.providerSpend(name, BudgetCalendar.day(self.epochAtZero + now))] ?? 0
+            out.providers.append(p)
         }
         for name in q.keys ?? self.keys.keys.sorted() {
             if self.keys[name] != nil {
@@ -331,7 +395,10 @@ public struct QuotaState: Sendable {
             var w = WindowUse()
             w.rpm = ks.rpm.count
             w.tpm = Int(ks.tpm.sum)
-            out.keys.append(KeyStats(name: name, usage: ks.usage, window: w))
+            var k = KeyStats(name: name, usage: ks.usage, window: w)
+            k.spentToday = self.spend[Self.keySpend(name, BudgetCalendar.day(self.epochAtZero + now))] ?? 0
+            k.spentThisMonth = self.spend[Self.keySpend(name, BudgetCalendar.month(self.epochAtZero + now))] ?? 0
+            out.keys.append(k)
         }
         for name in q.models ?? self.models.keys.sorted() {
             out.models.append(ModelStats(name: name, counters: self.models[name] ?? ModelCounters()))

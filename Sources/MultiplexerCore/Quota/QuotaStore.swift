@@ -114,13 +114,23 @@ public struct AdmissionCandidate: Sendable, Hashable {
     public var tokens: Int
     /// How long the in-flight reservation lives unless settled or renewed.
     public var lease: Duration
+    /// The provider's prices (`nil`: no spend is counted for it).
+    public var pricing: Pricing?
+    /// The highest cost this attempt can have on this provider, in micro-USD: reserved against the
+    /// provider's daily budget and the key's budgets (0 without pricing).
+    public var cost: Int64
 
-    public init(provider: String, tier: Tier = .primary, limits: ProviderLimits, tokens: Int, lease: Duration = .seconds(180)) {
+    public init(
+        provider: String, tier: Tier = .primary, limits: ProviderLimits, tokens: Int, lease: Duration = .seconds(180), pricing: Pricing? = nil,
+        cost: Int64 = 0
+    ) {
         self.provider = provider
         self.tier = tier
         self.limits = limits
         self.tokens = tokens
         self.lease = lease
+        self.pricing = pricing
+        self.cost = cost
     }
 }
 
@@ -135,6 +145,17 @@ public enum AdmissionDecision: Sendable, Hashable {
     case exhausted(retryAfter: Duration?, blocked: [BlockedCandidate])
     /// The client key's own limit rejects the request, whatever the provider.
     case keyLimited(retryAfter: Duration?)
+    /// The client key's budget for `period` has no room for this request on any candidate: 429
+    /// `insufficient_quota` until the period ends (`retryAfter`).
+    case keyOverBudget(period: BudgetPeriod, retryAfter: Duration)
+}
+
+/// The period of a budget.
+public enum BudgetPeriod: String, Sendable, Hashable, Codable {
+    /// The UTC calendar day.
+    case daily
+    /// The UTC calendar month.
+    case monthly
 }
 
 /// Capacity held for one attempt, to be settled.
@@ -153,6 +174,15 @@ public struct Reservation: Sendable, Hashable {
     /// `x-ratelimit-remaining-*` headers); `nil` where the key has no such limit.
     public var keyRemainingRequests: Int?
     public var keyRemainingTokens: Int?
+    /// Micro-USD reserved against the budgets (0 without pricing), the provider's prices, and the UTC day
+    /// (`YYYY-MM-DD`) and month (`YYYY-MM`) whose spend it counts in (set when `cost` > 0).
+    public var cost: Int64 = 0
+    public var pricing: Pricing?
+    public var spendDay: String?
+    public var spendMonth: String?
+    /// What the key has spent today and this month, this reservation included (when the key has budgets).
+    public var keySpentToday: Int64?
+    public var keySpentThisMonth: Int64?
 
     public init(
         id: String, provider: String, candidateIndex: Int, tier: Tier, tokens: Int, key: String?, keyRemainingRequests: Int? = nil,
@@ -194,6 +224,10 @@ public enum BlockReason: String, Sendable, Hashable, Codable, CaseIterable {
     case concurrency
     /// The client key's token limit, for this candidate's cost.
     case keyTPM = "key_tpm"
+    /// The provider's daily budget has no room for this attempt's highest cost.
+    case budget
+    /// The client key's daily or monthly budget, for this candidate's cost.
+    case keyBudget = "key_budget"
 }
 
 // MARK: - Settlement
@@ -236,6 +270,18 @@ public enum SettlementResult: Sendable, Hashable {
         case .success(let usage?), .broken(let usage?): usage.totalTokens
         case .success(nil), .broken(nil), .abandoned: reserved
         case .failure, .rateLimited, .unauthorized, .contextLengthExceeded, .clientError: 0
+        }
+    }
+
+    /// Micro-USD that stay charged to the budgets for a reservation of `reserved` at `pricing` — the same
+    /// rule as ``chargedTokens(reserved:)``: the reported (or estimated) usage priced, the reservation kept
+    /// when the usage is unknown, nothing for an attempt the provider refused or never processed.
+    public func chargedCost(reserved: Int64, pricing: Pricing?) -> Int64 {
+        guard let pricing, reserved > 0 else { return 0 }
+        switch self {
+        case .success(let usage?), .broken(let usage?): return pricing.cost(prompt: usage.promptTokens, completion: usage.completionTokens)
+        case .success(nil), .broken(nil), .abandoned: return reserved
+        case .failure, .rateLimited, .unauthorized, .contextLengthExceeded, .clientError: return 0
         }
     }
 }

@@ -93,7 +93,8 @@ public struct Router<C: Clock>: Sendable where C.Duration == Duration {
                 candidates: remaining.map {
                     AdmissionCandidate(
                         provider: $0.provider.name, tier: $0.tier, limits: $0.provider.limits,
-                        tokens: cost.tokens(on: $0.provider), lease: $0.provider.leaseDuration)
+                        tokens: cost.tokens(on: $0.provider), lease: $0.provider.leaseDuration, pricing: $0.provider.pricing,
+                        cost: $0.provider.maximumCost(of: cost))
                 },
                 tierWait: hasBothTiers && tierBudget > .zero ? tierBudget : nil
             )
@@ -113,6 +114,9 @@ public struct Router<C: Clock>: Sendable where C.Duration == Duration {
                 }
                 await self.store.record(ModelEvent(group: group.name))
                 return RouteResult(outcome: .keyLimited(retryAfter: retryAfter), attempts: attempts)
+            case .keyOverBudget(let period, let retryAfter):
+                await self.store.record(ModelEvent(group: group.name))
+                return RouteResult(outcome: .keyOverBudget(period: period, retryAfter: retryAfter), attempts: attempts)
             case .exhausted(let retryAfter, let blocked):
                 // Tier discipline without a fallback tier, and bounded queueing: wait for capacity that
                 // frees up soon rather than answering 429.
@@ -326,6 +330,8 @@ public enum RouteOutcome<Body: Sendable>: Sendable {
     case exhausted(retryAfter: Duration?, blocked: [BlockedCandidate])
     /// The client key's own limit: 429 with `Retry-After`.
     case keyLimited(retryAfter: Duration?)
+    /// The client key's budget is spent for `period`: 429 `insufficient_quota` until it ends.
+    case keyOverBudget(period: BudgetPeriod, retryAfter: Duration)
     /// Attempts failed (5xx, timeouts, connection errors) and nothing else could be tried: 502/504.
     case upstreamFailed(AttemptRecord)
     /// No provider's context window fits the request.

@@ -325,6 +325,8 @@ struct OpenAIController: Sendable {
             return Self.error(
                 .rateLimited("Every provider for '\(group.name)' is at its rate limit or cooling down. Retry after the time in Retry-After.", retryAfter: retryAfter ?? .seconds(1)),
                 requestID: requestID, headers: headers)
+        case .keyOverBudget(let period, let retryAfter):
+            return Self.error(.insufficientQuota(period, retryAfter: retryAfter), requestID: requestID, headers: headers)
         case .keyLimited(let retryAfter):
             if key?.limits.rpm != nil { headers[HTTPField.Name("x-ratelimit-remaining-requests")!] = "0" }
             return Self.error(

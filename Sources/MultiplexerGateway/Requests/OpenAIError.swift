@@ -53,6 +53,17 @@ struct OpenAIError: Error, Sendable {
         return e
     }
 
+    /// 429 `insufficient_quota`: the client key's daily or monthly budget is spent (ARCHITECTURE §8), with
+    /// `Retry-After` until the period ends.
+    static func insufficientQuota(_ period: BudgetPeriod, retryAfter: Duration) -> OpenAIError {
+        let what = period == .daily ? "daily budget (resets at 00:00 UTC)" : "monthly budget (resets on the 1st, 00:00 UTC)"
+        var e = OpenAIError(
+            status: 429, message: "Your API key has spent its \(what). Retry after the time in Retry-After.", type: "insufficient_quota",
+            code: "insufficient_quota")
+        e.headers.append(("Retry-After", String(max(1, (retryAfter.millisecondsRoundedUp + 999) / 1000))))
+        return e
+    }
+
     static func upstream(status: Int, _ message: String, code: String = "upstream_error") -> OpenAIError {
         OpenAIError(status: status, message: message, type: "api_error", code: code)
     }
