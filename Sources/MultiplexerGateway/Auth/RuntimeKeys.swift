@@ -20,6 +20,8 @@ struct RuntimeKey: Sendable, Hashable {
     var key: GatewayConfiguration.Key {
         var k = GatewayConfiguration.Key(name: self.name, secret: .sha256(self.digest))
         k.limits = self.limits
+        k.limits.dailyBudgetMicroUSD = self.dailyMicroUSD.map(Int64.init)
+        k.limits.monthlyBudgetMicroUSD = self.monthlyMicroUSD.map(Int64.init)
         k.models = self.models
         return k
     }
@@ -153,6 +155,16 @@ extension Gateway {
         }
         if let m = models, let unknown = m.first(where: { name in !snapshot.table.groups.contains { $0.name == name } }) {
             throw KeyCreation.invalid("'models' names '\(unknown)', which is not a model group.", param: "models")
+        }
+        if dailyUSD != nil || monthlyUSD != nil {
+            // As for a file key (`check`): a budget counts spend, so every provider the key may reach needs a price.
+            let groups = snapshot.table.groups.filter { g in models.map { $0.contains(g.name) } ?? true }
+            let reachable = Set(groups.flatMap { ($0.primary + $0.fallback).map(\.provider) })
+            let unpriced = reachable.filter { snapshot.table.providers[$0]?.pricing == nil }.sorted()
+            if !unpriced.isEmpty {
+                throw KeyCreation.invalid(
+                    "A budget needs pricing on every provider the key may reach; none on: \(unpriced.joined(separator: ", ")).", param: "budget")
+            }
         }
         var bytes = [UInt8](repeating: 0, count: 32)
         var rng = SystemRandomNumberGenerator()

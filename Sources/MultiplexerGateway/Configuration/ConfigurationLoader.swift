@@ -112,6 +112,17 @@ private final class Walker {
             c.keysRequired = true
             c.keys = self.list(k, "keys").compactMap { self.key($0.node, $0.path, models: c.models) }
             self.checkKeys(c.keys, k)
+            // A key's budget counts what it spends: every provider it may reach must have a price.
+            for (i, key) in c.keys.enumerated() where key.limits.hasBudget {
+                let groups = c.models.filter { g in key.models.map { $0.contains(g.name) } ?? true }
+                let reachable = Set(groups.flatMap { ($0.primary + $0.fallback).map(\.provider) })
+                let unpriced = c.providers.filter { reachable.contains($0.name) && $0.pricing == nil }.map(\.name).sorted()
+                if !unpriced.isEmpty {
+                    self.fail(
+                        "keys[\(i)].budget", k.sequence?[i]["budget"] ?? k,
+                        "a budget needs pricing on every provider the key may reach; none on: \(unpriced.joined(separator: ", "))")
+                }
+            }
         }
         if let a = top.take("admin_key") {
             if let key = self.string(a, "admin_key") {
@@ -257,6 +268,19 @@ private final class Walker {
         }
         if let n = m.take("max_event_bytes") { p.maxEventBytes = self.int(n, path + ".max_event_bytes", 1024...(1 << 30)) ?? p.maxEventBytes }
         if let n = m.take("tls") { p.tls = self.tls(n, path + ".tls", https: baseURL.map { $0.lowercased().hasPrefix("https://") }) }
+        if let n = m.take("pricing"), let pr = self.map(n, path + ".pricing") {
+            let input = pr.take("input_per_mtok").flatMap { self.usd($0, path + ".pricing.input_per_mtok") }
+            let output = pr.take("output_per_mtok").flatMap { self.usd($0, path + ".pricing.output_per_mtok") }
+            if pr.node("input_per_mtok") == nil { self.fail(path + ".pricing.input_per_mtok", n, "missing required key") }
+            if pr.node("output_per_mtok") == nil { self.fail(path + ".pricing.output_per_mtok", n, "missing required key") }
+            if let input, let output { p.pricing = Pricing(inputMicroUSDPerMillion: input, outputMicroUSDPerMillion: output) }
+            pr.finish()
+        }
+        if let n = m.take("budget"), let b = self.map(n, path + ".budget") {
+            p.limits.dailyBudgetMicroUSD = b.take("daily_usd").flatMap { self.usd($0, path + ".budget.daily_usd") }
+            if p.pricing == nil { self.fail(path + ".budget", n, "a budget needs pricing on the provider") }
+            b.finish()
+        }
         m.finish()
         return name == nil || baseURL == nil || model == nil ? nil : p
     }
@@ -357,6 +381,11 @@ private final class Walker {
                 tpm: l.take("tpm").flatMap { self.int($0, path + ".limits.tpm", 1...Self.maxLimit) })
             l.finish()
         }
+        if let n = m.take("budget"), let b = self.map(n, path + ".budget") {
+            k.limits.dailyBudgetMicroUSD = b.take("daily_usd").flatMap { self.usd($0, path + ".budget.daily_usd") }
+            k.limits.monthlyBudgetMicroUSD = b.take("monthly_usd").flatMap { self.usd($0, path + ".budget.monthly_usd") }
+            b.finish()
+        }
         if let n = m.take("models") {
             var allowed = Set<String>()
             for (i, item) in self.stringList(n, path + ".models").enumerated() {
@@ -441,6 +470,16 @@ private final class Walker {
             return nil
         }
         return i
+    }
+
+    /// An amount in USD (up to 10⁹), as integer micro-USD.
+    func usd(_ node: Node, _ path: String) -> Int64? {
+        guard let v = self.scalar(node, path) else { return nil }
+        guard let d = Double(v.replacingOccurrences(of: "_", with: "")), d.isFinite, d >= 0, d <= 1e9 else {
+            self.fail(path, node, "must be an amount in USD from 0 to 1000000000, got '\(v)'")
+            return nil
+        }
+        return Int64((d * 1_000_000).rounded())
     }
 
     func seconds(_ node: Node, _ path: String) -> Duration? {

@@ -209,12 +209,21 @@ struct AdminController: Sendable {
             let l = p.limits
             let limits = [("rpm", l.rpm), ("rpd", l.rpd), ("tpm", l.tpm), ("tpd", l.tpd), ("max_concurrent", l.maxConcurrent)]
                 .compactMap { n, v in v.map { "\"\(n)\":\($0)" } }.joined(separator: ",")
-            return "{\"name\":\(str(p.name)),\"tiers\":\(JSONValue.array(tiers.map(JSONValue.string)).jsonText),\"limits\":{\(limits)}}"
+            let budget = l.dailyBudgetMicroUSD.map { "{\"daily_micro_usd\":\($0)}" } ?? "null"
+            let pricing = p.pricing.map {
+                "{\"input_micro_usd_per_mtok\":\($0.inputMicroUSDPerMillion),\"output_micro_usd_per_mtok\":\($0.outputMicroUSDPerMillion)}"
+            } ?? "null"
+            return "{\"name\":\(str(p.name)),\"tiers\":\(JSONValue.array(tiers.map(JSONValue.string)).jsonText),\"limits\":{\(limits)},\"budget\":\(budget),\"pricing\":\(pricing)}"
         }
         let models = table.groups.map { g in
             "{\"name\":\(str(g.name)),\"primary\":\(JSONValue.array(g.primary.map { .string($0.provider) }).jsonText),\"fallback\":\(JSONValue.array(g.fallback.map { .string($0.provider) }).jsonText)}"
         }
-        return "{\"providers\":[\(providers.joined(separator: ","))],\"models\":[\(models.joined(separator: ","))]}"
+        let fileKeys = self.gateway.configuration.keys.map { ($0.name, $0.limits) }
+        let runtimeKeys = self.gateway.runtimeKeys.all.map { k in (k.name, k.key.limits) }
+        let keys = (fileKeys + runtimeKeys).map { name, l in
+            "{\"name\":\(str(name)),\"budget\":{\"daily_micro_usd\":\(l.dailyBudgetMicroUSD.map(String.init) ?? "null"),\"monthly_micro_usd\":\(l.monthlyBudgetMicroUSD.map(String.init) ?? "null")}}"
+        }
+        return "{\"providers\":[\(providers.joined(separator: ","))],\"models\":[\(models.joined(separator: ","))],\"keys\":[\(keys.joined(separator: ","))]}"
     }
 
     var storeState: String {
@@ -255,9 +264,11 @@ public enum StatsJSON {
             return o
         }
         let providers = s.providers.map { p in
-            "{\"name\":\(str(p.name)),\"usage\":\(usage(p.usage)),\"window\":\(window(p.window)),\"cooldown_ms\":\(p.cooldownRemaining.map { String($0.millisecondsRoundedUp) } ?? "null"),\"cooldown_reason\":\(p.cooldownReason.map { str($0.rawValue) } ?? "null"),\"disabled\":\(p.disabled),\"consecutive_failures\":\(p.consecutiveFailures)}"
+            "{\"name\":\(str(p.name)),\"usage\":\(usage(p.usage)),\"window\":\(window(p.window)),\"cooldown_ms\":\(p.cooldownRemaining.map { String($0.millisecondsRoundedUp) } ?? "null"),\"cooldown_reason\":\(p.cooldownReason.map { str($0.rawValue) } ?? "null"),\"disabled\":\(p.disabled),\"consecutive_failures\":\(p.consecutiveFailures),\"spend\":{\"today_micro_usd\":\(p.spentToday)}}"
         }
-        let keys = s.keys.map { "{\"name\":\(str($0.name)),\"usage\":\(usage($0.usage)),\"window\":\(window($0.window))}" }
+        let keys = s.keys.map {
+            "{\"name\":\(str($0.name)),\"usage\":\(usage($0.usage)),\"window\":\(window($0.window)),\"spend\":{\"today_micro_usd\":\($0.spentToday),\"month_micro_usd\":\($0.spentThisMonth)}}"
+        }
         let models = s.models.map { "{\"name\":\(str($0.name)),\"requests\":\($0.counters.requests),\"fallbacks\":\($0.counters.fallbacks),\"exhausted\":\($0.counters.exhausted),\"continued\":\($0.counters.continued)}" }
         let nodes = s.nodes.map { "{\"id\":\(str($0.id)),\"last_seen_ms\":\($0.lastSeen.millisecondsRoundedUp)}" }
         return "{\"node\":\(node.map(str) ?? "null"),\"store\":\(str(store)),\"providers\":[\(providers.joined(separator: ","))],\"keys\":[\(keys.joined(separator: ","))],\"models\":[\(models.joined(separator: ","))],\"nodes\":[\(nodes.joined(separator: ","))]}"

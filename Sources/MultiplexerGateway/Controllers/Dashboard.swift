@@ -76,7 +76,7 @@ button.link { width:auto; margin:0; padding:4px 10px; background:transparent; bo
     <section><h2>Nodes</h2><table><thead><tr><th>node</th><th>state</th><th class="num">last seen</th></tr></thead><tbody id="nodes"></tbody></table></section>
   </div>
   <div class="two">
-    <section><h2>Client keys</h2><table><thead><tr><th>key</th><th class="num">requests</th><th class="num">rpm</th><th class="num">tpm</th><th class="num">429s</th><th class="num">tokens</th></tr></thead><tbody id="keys"></tbody></table></section>
+    <section><h2>Client keys</h2><table><thead><tr><th>key</th><th class="num">requests</th><th class="num">rpm</th><th class="num">tpm</th><th class="num">429s</th><th class="num">tokens</th><th class="num">spent today</th></tr></thead><tbody id="keys"></tbody></table></section>
     <section><h2>Recent errors (this node)</h2><table><thead><tr><th>when</th><th>provider</th><th>what</th></tr></thead><tbody id="errors"></tbody></table></section>
   </div>
 </main>
@@ -95,12 +95,14 @@ function el(tag, attrs, ...children) {
 }
 function fmt(n) { return n >= 1e6 ? (n / 1e6).toFixed(1) + "M" : n >= 1e4 ? (n / 1e3).toFixed(1) + "k" : String(n); }
 function level(r) { return r >= 0.9 ? "hot" : r >= 0.7 ? "warn" : ""; }
-function bar(label, used, limit) {
+function usd(micro) { return "$" + (micro / 1e6).toFixed(micro >= 1e8 ? 0 : 2); }
+function bar(label, used, limit, format) {
+  const show = format || fmt;
   const ratio = limit > 0 ? Math.min(1, used / limit) : 0;
   const fill = el("div", { class: "fill " + level(ratio) });
   fill.style.width = (ratio * 100).toFixed(1) + "%";
   return el("div", { class: "bar", "data-ratio": ratio.toFixed(3) },
-    el("div", { class: "lbl" }, el("span", {}, label), el("span", {}, fmt(used) + " / " + fmt(limit) + "  ·  " + Math.round(ratio * 100) + "%")),
+    el("div", { class: "lbl" }, el("span", {}, label), el("span", {}, show(used) + " / " + show(limit) + "  ·  " + Math.round(ratio * 100) + "%")),
     el("div", { class: "track" }, fill));
 }
 function ago(ms) { return ms < 1500 ? "now" : ms < 60000 ? Math.round(ms / 1000) + " s ago" : Math.round(ms / 60000) + " min ago"; }
@@ -125,6 +127,11 @@ function render(s) {
       if (l[w]) { bars.push(bar(label, p.window[w], l[w])); hottest = Math.max(hottest, p.window[w] / l[w]); }
     }
     if (l.max_concurrent) { bars.push(bar("in flight", p.window.in_flight, l.max_concurrent)); hottest = Math.max(hottest, p.window.in_flight / l.max_concurrent); }
+    const spent = (p.spend && p.spend.today_micro_usd) || 0;
+    if (c.budget && c.budget.daily_micro_usd) {
+      bars.push(bar("spend today (UTC)", spent, c.budget.daily_micro_usd, usd));
+      hottest = Math.max(hottest, spent / c.budget.daily_micro_usd);
+    }
     if (bars.length === 0) bars.push(el("div", { class: "empty" }, "no limits configured · " + p.window.in_flight + " in flight"));
     const cooling = p.cooldown_ms && p.cooldown_ms > 0;
     const badge = p.disabled ? el("span", { class: "pill hot" }, "disabled")
@@ -138,7 +145,8 @@ function render(s) {
         el("span", {}, el("b", {}, fmt(p.usage.success)), " ok"),
         el("span", {}, el("b", {}, fmt(p.usage.rate_limited)), " 429"),
         el("span", {}, el("b", {}, fmt(p.usage.errors)), " errors"),
-        el("span", {}, el("b", {}, fmt(p.usage.prompt_tokens + p.usage.completion_tokens)), " tokens")));
+        el("span", {}, el("b", {}, fmt(p.usage.prompt_tokens + p.usage.completion_tokens)), " tokens"),
+        ...(c.pricing ? [el("span", {}, el("b", {}, usd(spent)), " today")] : [])));
     grid.append(card);
   }
 
@@ -166,11 +174,16 @@ function render(s) {
 
   const keys = $("keys");
   keys.replaceChildren();
+  const budgets = Object.fromEntries((cfg.keys || []).map(k => [k.name, k.budget || {}]));
   for (const k of s.keys) {
+    const sp = (k.spend && k.spend.today_micro_usd) || 0, b = budgets[k.name] || {};
+    const spendText = usd(sp) + (b.daily_micro_usd ? " / " + usd(b.daily_micro_usd) : "");
+    const over = b.daily_micro_usd && sp >= 0.9 * b.daily_micro_usd;
     keys.append(el("tr", {}, el("td", {}, k.name), el("td", { class: "num" }, fmt(k.usage.requests)), el("td", { class: "num" }, fmt(k.window.rpm)),
-      el("td", { class: "num" }, fmt(k.window.tpm)), el("td", { class: "num" }, fmt(k.usage.rate_limited)), el("td", { class: "num" }, fmt(k.usage.prompt_tokens + k.usage.completion_tokens))));
+      el("td", { class: "num" }, fmt(k.window.tpm)), el("td", { class: "num" }, fmt(k.usage.rate_limited)), el("td", { class: "num" }, fmt(k.usage.prompt_tokens + k.usage.completion_tokens)),
+      el("td", { class: "num" + (over ? " err" : "") }, spendText)));
   }
-  if (!s.keys.length) keys.append(el("tr", {}, el("td", { colspan: "6", class: "empty" }, "no client keys")));
+  if (!s.keys.length) keys.append(el("tr", {}, el("td", { colspan: "7", class: "empty" }, "no client keys")));
 
   const errors = $("errors");
   errors.replaceChildren();

@@ -288,6 +288,9 @@ struct OpenAIController: Sendable {
         case .served(let served, let pending):
             if let r = served.reservation.keyRemainingRequests { headers[HTTPField.Name("x-ratelimit-remaining-requests")!] = String(r) }
             if let t = served.reservation.keyRemainingTokens { headers[HTTPField.Name("x-ratelimit-remaining-tokens")!] = String(t) }
+            if let key, let remaining = Self.budgetRemaining(key.limits, served.reservation) {
+                headers[Self.budgetRemainingHeader] = Self.usd(remaining)
+            }
             log.provider = served.provider.name
             log.fallback = served.tier == .fallback
             headers[Self.providerHeader] = served.provider.name
@@ -367,6 +370,23 @@ struct OpenAIController: Sendable {
     // MARK: Helpers
 
     static let providerHeader = HTTPField.Name("x-multiplexer-provider")!
+    static let budgetRemainingHeader = HTTPField.Name("x-multiplexer-budget-remaining-usd")!
+
+    /// What is left of a key's budgets after this request's reservation (its highest possible cost): the
+    /// smaller of the daily and the monthly remainder, in micro-USD; `nil` for a key without a budget.
+    static func budgetRemaining(_ limits: KeyLimits, _ r: Reservation) -> Int64? {
+        var left: Int64?
+        if let d = limits.dailyBudgetMicroUSD, let spent = r.keySpentToday { left = max(0, d - spent) }
+        if let m = limits.monthlyBudgetMicroUSD, let spent = r.keySpentThisMonth { left = min(left ?? .max, max(0, m - spent)) }
+        return left
+    }
+
+    /// Micro-USD as a USD amount with six decimals.
+    static func usd(_ micro: Int64) -> String {
+        let whole = micro / 1_000_000, frac = micro % 1_000_000
+        let f = String(frac)
+        return "\(whole).\(String(repeating: "0", count: 6 - f.count))\(f)"
+    }
     static let attemptsHeader = HTTPField.Name("x-multiplexer-attempts")!
     static let requestIDHeader = HTTPField.Name("x-request-id")!
 

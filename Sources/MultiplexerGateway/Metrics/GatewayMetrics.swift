@@ -14,6 +14,7 @@ import Synchronization
 /// - `multiplexer_stream_continuations_total{model, outcome}` — streams that broke mid-way and were continued
 ///   on another provider: `completed`, or `failed` (the continuation could not finish the answer)
 /// - `multiplexer_cooldowns_total{provider, reason}` — cooldowns this node set
+/// - `multiplexer_spend_usd_total{provider}` and `{key}` — USD this node's settled attempts cost (the real cost)
 /// - `multiplexer_store_admission_duration_seconds` — quota-store admission round trip
 /// - `multiplexer_store_available` — 1 connected, 0 degraded or unavailable
 /// - `multiplexer_inflight_requests` — client requests in progress on this node
@@ -152,6 +153,21 @@ public final class GatewayMetrics: Sendable {
         self.counter(CounterKey(kind: 2, a: provider, b: reason, c: 0)) {
             self.registry.makeCounter(descriptor: Self.cooldowns, labels: [("provider", provider), ("reason", reason)])
         }.increment()
+    }
+
+    static var spend: MetricNameDescriptor { name("spend_usd", "total", "USD spent by the attempts this node settled, at their real cost") }
+
+    /// The real cost of a settled attempt, per provider and per client key.
+    func spend(provider: String, key: String?, microUSD: Int64) {
+        let usd = Double(microUSD) / 1_000_000
+        self.counter(CounterKey(kind: 5, a: provider, b: "", c: 0)) {
+            self.registry.makeCounter(descriptor: Self.spend, labels: [("provider", provider)])
+        }.increment(by: usd)
+        if let key {
+            self.counter(CounterKey(kind: 6, a: key, b: "", c: 0)) {
+                self.registry.makeCounter(descriptor: Self.spend, labels: [("key", key)])
+            }.increment(by: usd)
+        }
     }
 
     /// A stream that broke mid-way and was continued: `completed` when the continuation finished it.

@@ -17,6 +17,9 @@ struct InstrumentedQuotaStore: QuotaStore {
     @discardableResult
     func settle(_ settlement: Settlement) async -> SettlementEffect {
         let effect = await self.base.settle(settlement)
+        let r = settlement.reservation
+        let cost = settlement.result.chargedCost(reserved: r.cost, pricing: r.pricing)
+        if cost > 0 { self.metrics.spend(provider: r.provider, key: r.key, microUSD: cost) }
         if let d = effect.failureCooldown {
             self.metrics.cooldown(provider: settlement.reservation.provider, reason: CooldownReason.failures.rawValue)
             self.logger?.warning(

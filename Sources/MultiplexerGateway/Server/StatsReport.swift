@@ -49,13 +49,18 @@ public enum StatsReport {
         return Self.table(stats, namespace: ns)
     }
 
+    /// Micro-USD as dollars with four decimals.
+    static func dollars(_ micro: Int64) -> String {
+        String(format: "%.4f", Double(micro) / 1_000_000)
+    }
+
     static func table(_ s: FleetStats, namespace: String) -> String {
         func pad(_ x: String, _ n: Int) -> String { x.count >= n ? x : x + String(repeating: " ", count: n - x.count) }
         func lpad(_ x: String, _ n: Int) -> String { x.count >= n ? x : String(repeating: " ", count: n - x.count) + x }
         var out = "namespace {\(namespace)} — \(s.nodes.count) live node\(s.nodes.count == 1 ? "" : "s")\(s.nodes.isEmpty ? "" : ": " + s.nodes.map(\.id).joined(separator: ", "))\n\n"
         let w = max(8, (s.providers.map(\.name.count).max() ?? 0) + 2)
         out += pad("provider", w) + ["requests", "success", "429", "errors", "prompt", "completion", "fallback", "rpm", "tpm", "inflight"].map { lpad($0, 10) }.joined()
-            + "  state\n"
+            + lpad("$ today", 10) + "  state\n"
         for p in s.providers {
             let state: String
             if p.disabled {
@@ -68,7 +73,7 @@ public enum StatsReport {
             let u = p.usage
             out += pad(p.name, w)
                 + [u.requests, u.success, u.rateLimited, u.errors, u.promptTokens, u.completionTokens, u.fallbackServed, p.window.rpm, p.window.tpm, p.window.inFlight]
-                .map { lpad(String($0), 10) }.joined() + "  \(state)\n"
+                .map { lpad(String($0), 10) }.joined() + lpad(Self.dollars(p.spentToday), 10) + "  \(state)\n"
         }
         if !s.models.isEmpty {
             out += "\n" + pad("model", w) + ["requests", "fallbacks", "exhausted", "continued"].map { lpad($0, 10) }.joined() + "\n"
@@ -77,11 +82,12 @@ public enum StatsReport {
             }
         }
         if !s.keys.isEmpty {
-            out += "\n" + pad("key", w) + ["requests", "success", "429", "errors", "tokens", "rpm", "tpm"].map { lpad($0, 10) }.joined() + "\n"
+            out += "\n" + pad("key", w) + ["requests", "success", "429", "errors", "tokens", "rpm", "tpm", "$ today", "$ month"].map { lpad($0, 10) }.joined() + "\n"
             for k in s.keys {
                 let u = k.usage
                 out += pad(k.name, w)
-                    + [u.requests, u.success, u.rateLimited, u.errors, u.promptTokens + u.completionTokens, k.window.rpm, k.window.tpm].map { lpad(String($0), 10) }
+                    + ([u.requests, u.success, u.rateLimited, u.errors, u.promptTokens + u.completionTokens, k.window.rpm, k.window.tpm].map { String($0) }
+                        + [Self.dollars(k.spentToday), Self.dollars(k.spentThisMonth)]).map { lpad($0, 10) }
                     .joined() + "\n"
             }
         }
