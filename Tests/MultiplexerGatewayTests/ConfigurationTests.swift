@@ -111,6 +111,41 @@ struct ConfigurationTests {
         #expect(!c.description.contains("secret"))
     }
 
+    @Test func pricingAndBudgetsAreReadAndAKeyBudgetNeedsPricedProviders() throws {
+        let c = try ConfigurationLoader.parse(yaml: """
+            providers:
+              - name: a
+                base_url: "http://127.0.0.1:9000/v1"
+                model: m
+                pricing: { input_per_mtok: 0.59, output_per_mtok: 0.79 }
+                budget: { daily_usd: 50 }
+            models:
+              - { name: m, primary: [{ provider: a }] }
+            keys:
+              - { name: team, key: team-key-123, budget: { daily_usd: 5, monthly_usd: 100 } }
+            """, environment: [:])
+        #expect(c.providers[0].pricing == Pricing(inputMicroUSDPerMillion: 590_000, outputMicroUSDPerMillion: 790_000))
+        #expect(c.providers[0].limits.dailyBudgetMicroUSD == 50_000_000)
+        #expect(c.keys[0].limits.dailyBudgetMicroUSD == 5_000_000 && c.keys[0].limits.monthlyBudgetMicroUSD == 100_000_000)
+        #expect {
+            try ConfigurationLoader.parse(yaml: """
+                providers:
+                  - { name: a, base_url: "http://127.0.0.1:9000/v1", model: m, budget: { daily_usd: 1 } }
+                  - { name: b, base_url: "http://127.0.0.1:9001/v1", model: m, pricing: { input_per_mtok: -1, output_per_mtok: 1 } }
+                models:
+                  - { name: m, primary: [{ provider: a }, { provider: b }] }
+                keys:
+                  - { name: team, key: team-key-123, budget: { daily_usd: 5 } }
+                """, environment: [:])
+        } throws: { error in
+            guard let e = error as? ConfigurationError else { return false }
+            let p = e.problems.map(\.description)
+            return p.contains { $0.hasPrefix("line 2: ") && $0.contains("providers[0].budget: a budget needs pricing") }
+                && p.contains { $0.hasPrefix("line 3: ") && $0.contains("providers[1].pricing.input_per_mtok: must be an amount in USD") }
+                && p.contains { $0.hasPrefix("line 7: ") && $0.contains("keys[0].budget: a budget needs pricing on every provider the key may reach; none on: a, b") }
+        }
+    }
+
     @Test func aMinimalFileNeedsOnlyProvidersAndModels() throws {
         let c = try ConfigurationLoader.parse(yaml: """
             providers:

@@ -224,4 +224,41 @@ extension RedisOutageTests {
         _ = try await a.heartbeat(nodeID: "node-a")
         #expect(admitted(try await a.admit(AdmissionRequest(candidates: [c]))) != nil)
     }
+
+    @Test func aLostAdmissionsCostIsRefundedAndBudgetsWaitForRedis() async throws {
+        let f = try RedisFixture()
+        let store = try f.store(commandTimeout: .milliseconds(500))
+        defer { store.shutdown() }
+        let pricing = Pricing(inputPerMillionUSD: 2, outputPerMillionUSD: 6)
+        let priced = AdmissionCandidate(provider: "p-cost", limits: .unlimited, tokens: 50, lease: .seconds(60), pricing: pricing, cost: 300)
+        let budgeted = AdmissionCandidate(
+            provider: "p-budgeted", limits: ProviderLimits(dailyBudgetMicroUSD: 100_000), tokens: 50, lease: .seconds(60), pricing: pricing, cost: 300)
+        let day = BudgetCalendar.day(WallClock.epochMilliseconds())
+        func spent() async throws -> Int { Int(try await f.cli(["GET", "{\(f.namespace)}:provider:p-cost:spend:\(day)"]).trimmingCharacters(in: .whitespacesAndNewlines)) ?? 0 }
+        let first = try #require(admitted(try await store.admit(AdmissionRequest(candidates: [priced]))))
+        #expect(try await spent() == 300)
+
+        _ = try await f.cli(["CLIENT", "PAUSE", "2000", "ALL"])
+        // The reply is lost: served from the degraded share (the paused admission runs after the pause).
+        let lost = try #require(admitted(try await store.admit(AdmissionRequest(candidates: [priced]))))
+        #expect(lost.id.hasPrefix("L"))
+        // Without Redis the fleet's spend is unknown: a budgeted provider takes nothing that costs, a budgeted key
+        // is refused as unavailable (not 429-until-midnight).
+        guard case .exhausted(_, let blocked) = try await store.admit(AdmissionRequest(candidates: [budgeted])) else {
+            Issue.record("a budgeted provider admitted without Redis")
+            return
+        }
+        #expect(blocked.first?.reason == .budget)
+        let key = KeyAdmission(name: "k-budget", limits: KeyLimits(dailyBudgetMicroUSD: 100_000))
+        await #expect(throws: RedisError.self) { try await store.admit(AdmissionRequest(key: key, candidates: [priced])) }
+        try await Task.sleep(for: .milliseconds(2100))
+        try await self.recover(store)
+        // The admission whose reply was lost was cancelled with its cost: only the first one's is left.
+        #expect(try await spent() == 300, "a lost admission's reserved cost is refunded by its cancel")
+        #expect(try await f.cli(["KEYS", "{\(f.namespace)}:cost:*"]).split(separator: "\n").count == 1, "only the open reservation holds a cost record")
+        await store.settle(Settlement(reservation: first, result: .success(usage: TokenUsage(promptTokens: 10, completionTokens: 10))))
+        #expect(try await spent() == 80, "settled to the real cost: 10 × 2 + 10 × 6")
+        #expect(try await f.cli(["KEYS", "{\(f.namespace)}:cost:*"]).trimmingCharacters(in: .whitespacesAndNewlines).isEmpty, "no cost record left")
+        await store.settle(Settlement(reservation: lost, result: .success(usage: nil)))
+    }
 }
