@@ -10,3 +10,5 @@
 @_exported public import struct MultiplexerCore.NodeInfo
 @_exported public import enum MultiplexerCore.CooldownReason
 @_exported public import struct MultiplexerCore.ProviderLimits
+@_exported public import struct MultiplexerCore.Pricing
+@_exported public import struct MultiplexerCore.KeyStats

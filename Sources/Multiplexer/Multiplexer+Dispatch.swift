@@ -50,7 +50,7 @@ extension Multiplexer {
         let cost = TokenEstimator.cost(of: body, operation: operation)
         let result: RouteResult<OpenAIUpstreamBody>
         do {
-            result = try await routing.router.route(upstream, group: routing.group, cost: cost, via: self.transport)
+            result = try await routing.router.route(upstream, group: routing.group, cost: cost, key: self.budgetKey, via: self.transport)
         } catch is CancellationError {
             throw CancellationError()
         } catch {
@@ -69,7 +69,7 @@ extension Multiplexer {
             }
             let continuer =
                 stream && operation == "chat/completions"
-                ? StreamContinuer(router: routing.router, request: upstream, group: routing.group, cost: cost, key: nil, transport: self.transport) : nil
+                ? StreamContinuer(router: routing.router, request: upstream, group: routing.group, cost: cost, key: self.budgetKey, transport: self.transport) : nil
             return Dispatched(
                 response: served.response, pending: pending, entry: e, continuer: continuer, cost: cost, attempts: result.attempts.count,
                 declaresTools: ["tools", "functions"].contains { (members[$0].map { $0 != .null && $0.arrayValue?.isEmpty != true }) ?? false },

@@ -70,6 +70,12 @@ public final class Multiplexer: Sendable {
         /// How long a request may wait for capacity when every model is exhausted (zero: fail at once with
         /// ``MultiplexerError/Code/allModelsExhausted`` and a ``MultiplexerError/retryAfter``).
         public var queueTimeout: Duration
+        /// The multiplexer's budgets in USD per UTC day and month (ARCHITECTURE §8): its calls spend on the models'
+        /// ``OpenAICompatibleEndpoint/pricing``; once a budget is spent, calls fail with
+        /// ``MultiplexerError/Code/insufficientQuota`` until the period ends. Counted in the store under ``name``
+        /// (`{ns}:key:<name>:spend:*`), so every multiplexer of one name shares it.
+        public var dailyBudgetUSD: Double?
+        public var monthlyBudgetUSD: Double?
 
         /// - Parameters:
         ///   - name: the model group name in the store.
@@ -77,10 +83,14 @@ public final class Multiplexer: Sendable {
         ///   - retriesPerProvider: transient failures retried on one primary.
         ///   - maxAttempts: upstream calls per request.
         ///   - queueTimeout: the wait for capacity when everything is exhausted.
+        ///   - dailyBudgetUSD: spend per UTC day.
+        ///   - monthlyBudgetUSD: spend per UTC month.
         public init(
             name: String = "library", tierWait: Duration = .seconds(3), retriesPerProvider: Int = 1, maxAttempts: Int? = nil,
-            queueTimeout: Duration = .zero
+            queueTimeout: Duration = .zero, dailyBudgetUSD: Double? = nil, monthlyBudgetUSD: Double? = nil
         ) {
+            self.dailyBudgetUSD = dailyBudgetUSD
+            self.monthlyBudgetUSD = monthlyBudgetUSD
             self.name = name
             self.tierWait = tierWait
             self.retriesPerProvider = retriesPerProvider
@@ -375,12 +385,14 @@ public final class Multiplexer: Sendable {
         try Self.validate(endpoint, name: modelName)
         var limits = endpoint.limits
         if let m = maxConcurrent, m > 0 { limits.maxConcurrent = m }
+        limits.dailyBudgetMicroUSD = endpoint.dailyBudgetUSD.map { Int64(($0 * 1_000_000).rounded()) }
         let t = endpoint.timeouts
         let provider = Provider(
             name: modelName, baseURL: endpoint.baseURL, apiKey: endpoint.apiKey, model: endpoint.model ?? modelName, limits: limits,
             cooldown: endpoint.cooldown, failureThreshold: endpoint.failureThreshold, failureCooldown: endpoint.failureCooldown,
             defaultMaxTokens: endpoint.defaultMaxTokens, contextWindow: endpoint.contextWindow, connectTimeout: t.connect, timeout: t.request,
-            timeToFirstTokenTimeout: t.firstToken, streamIdleTimeout: t.streamIdle, supportsPrefill: endpoint.supportsPrefill, headers: endpoint.headers)
+            timeToFirstTokenTimeout: t.firstToken, streamIdleTimeout: t.streamIdle, supportsPrefill: endpoint.supportsPrefill, headers: endpoint.headers,
+            pricing: endpoint.pricing)
         let entry = Entry(name: modelName, weight: weight, isFallback: fallback, endpoint: endpoint, provider: provider)
         return try self.registry.withLock { (r: inout Registry) throws(MultiplexerError) -> Bool in
             guard !r.entries.contains(where: { $0.name == modelName }) else { return false }
@@ -403,6 +415,18 @@ public final class Multiplexer: Sendable {
         }
         guard e.failureThreshold >= 1 else { throw MultiplexerError(.invalidArgument, "The failureThreshold of '\(name)' must be at least 1.") }
         guard e.defaultMaxTokens >= 0 else { throw MultiplexerError(.invalidArgument, "The defaultMaxTokens of '\(name)' must not be negative.") }
+        if let b = e.dailyBudgetUSD {
+            guard b >= 0, b.isFinite else { throw MultiplexerError(.invalidArgument, "The dailyBudgetUSD of '\(name)' must not be negative.") }
+            guard e.pricing != nil else { throw MultiplexerError(.invalidArgument, "The dailyBudgetUSD of '\(name)' needs its pricing.") }
+        }
+    }
+
+    /// The multiplexer's budgets, as the client key its calls are admitted under (`nil` without a budget).
+    var budgetKey: ClientKey? {
+        let c = self.configuration
+        guard c.dailyBudgetUSD != nil || c.monthlyBudgetUSD != nil else { return nil }
+        func micro(_ usd: Double?) -> Int64? { usd.map { Int64((max(0, $0) * 1_000_000).rounded()) } }
+        return ClientKey(name: c.name, limits: KeyLimits(dailyBudgetMicroUSD: micro(c.dailyBudgetUSD), monthlyBudgetMicroUSD: micro(c.monthlyBudgetUSD)))
     }
 
     private func makeRouting(_ entries: [Entry]) throws(MultiplexerError) -> Routing {

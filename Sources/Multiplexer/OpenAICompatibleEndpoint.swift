@@ -87,6 +87,12 @@ public struct OpenAICompatibleEndpoint: Sendable, Hashable, CustomStringConverti
     /// step 7). Endpoints that do not should set `false`; one that refuses a prefill anyway (a 4xx) is
     /// skipped for the next.
     public var supportsPrefill: Bool
+    /// What the endpoint charges (USD per million input and output tokens): its calls' spend counts against
+    /// ``dailyBudgetUSD`` and the multiplexer's budgets.
+    public var pricing: Pricing?
+    /// The most this endpoint's account may spend per UTC day; once spent it is skipped like one at its rate
+    /// limit until 00:00 UTC. Needs ``pricing``.
+    public var dailyBudgetUSD: Double?
 
     /// - Parameters:
     ///   - baseURL: the OpenAI-compatible base URL.
@@ -101,6 +107,8 @@ public struct OpenAICompatibleEndpoint: Sendable, Hashable, CustomStringConverti
     ///   - defaultMaxTokens: completion tokens reserved without `max_tokens`.
     ///   - contextWindow: the largest request accepted, in tokens.
     ///   - supportsPrefill: whether it continues an assistant prefill.
+    ///   - pricing: USD per million tokens.
+    ///   - dailyBudgetUSD: spend per UTC day.
     public init(
         baseURL: String,
         apiKey: String = "",
@@ -113,8 +121,12 @@ public struct OpenAICompatibleEndpoint: Sendable, Hashable, CustomStringConverti
         failureCooldown: Duration = .seconds(15),
         defaultMaxTokens: Int = 1024,
         contextWindow: Int? = nil,
-        supportsPrefill: Bool = true
+        supportsPrefill: Bool = true,
+        pricing: Pricing? = nil,
+        dailyBudgetUSD: Double? = nil
     ) {
+        self.pricing = pricing
+        self.dailyBudgetUSD = dailyBudgetUSD
         self.baseURL = baseURL
         self.apiKey = apiKey
         self.model = model

@@ -268,6 +268,8 @@ struct RedisScripts: Sendable {
             local keyDaily, keyMonthly = tonumber(ARGV[10]), tonumber(ARGV[11])
             local day, month = utc_day(now), utc_month(now)
             local keyBudgetPeriod = nil
+            -- whether the key's budget alone rules out every candidate (then the answer is insufficient_quota)
+            local keyBudgetAll = n > 0
             local KP = P .. 'key:' .. keyName .. ':'
             local use = {-1, -1}
             if keyName ~= '' and keyRpm >= 0 then
@@ -339,15 +341,19 @@ struct RedisScripts: Sendable {
                 local at = tok_fits_at(KP .. 'tpm', MIN, tokens, held(keyTpm), now)
                 if at == nil or at > now then block('key_tpm', at) end
               end
+              local keyBudgetBlocks = false
               if keyName ~= '' then
                 if keyMonthly >= 0 and spend_get(KP .. 'spend:' .. month) + cost > keyMonthly then
                   block('key_budget', next_month(now))
                   keyBudgetPeriod = 'monthly'
+                  keyBudgetBlocks = true
                 elseif keyDaily >= 0 and spend_get(KP .. 'spend:' .. day) + cost > keyDaily then
                   block('key_budget', next_day(now))
                   if keyBudgetPeriod == nil then keyBudgetPeriod = 'daily' end
+                  keyBudgetBlocks = true
                 end
               end
+              if not keyBudgetBlocks then keyBudgetAll = false end
               if reason == nil then
                 if rpm >= 0 then req_add(pp .. 'rpm', MIN, id, now); use[u + 1] = use[u + 1] + 1 end
                 if rpd >= 0 then req_add(pp .. 'rpd', DAY, id, now); use[u + 2] = use[u + 2] + 1 end
@@ -398,14 +404,10 @@ struct RedisScripts: Sendable {
             end
             local ra = -1
             if earliest ~= nil then ra = math.max(1, earliest - now) end
-            if onlyKey and #blocked > 0 and keyBudgetPeriod ~= nil then
-              local allBudget = true
-              for j = 2, #blocked, 3 do if blocked[j] ~= 'key_budget' then allBudget = false end end
-              if allBudget then
-                local ends = next_day(now)
-                if keyBudgetPeriod == 'monthly' then ends = next_month(now) end
-                return {7, math.max(1, ends - now), use, keyBudgetPeriod}
-              end
+            if keyBudgetAll and keyBudgetPeriod ~= nil then
+              local ends = next_day(now)
+              if keyBudgetPeriod == 'monthly' then ends = next_month(now) end
+              return {7, math.max(1, ends - now), use, keyBudgetPeriod}
             end
             if onlyKey and #blocked > 0 then return {4, ra, use} end
             local out = {3, ra, use}

@@ -129,3 +129,57 @@ struct LiveOperationsTests {
         }
     }
 }
+
+/// Spend where a user looks: the response header, /admin/stats, /metrics (ARCHITECTURE §8, issue 18).
+@Suite("Budgets on one node")
+struct GatewayBudgetTests {
+    static let admin = ["content-type": "application/json", "authorization": "Bearer admin-key-123"]
+
+    @Test func spendIsVisibleInTheHeaderStatsAndMetrics() async throws {
+        try await GatewayFixture.with(
+            mocks: [.init("a"), .init("b")],
+            yaml: {
+                gatewayYAML(
+                    $0, primary: [("a", 1)], fallback: [("b", 1)],
+                    providerExtra: ["a": "pricing: { input_per_mtok: 2, output_per_mtok: 6 }", "b": "pricing: { input_per_mtok: 2, output_per_mtok: 6 }"],
+                    top: "admin_key: admin-key-123\nkeys:\n  - { name: team, key: team-key-123, budget: { daily_usd: 0.01 } }\n")
+            }
+        ) { f in
+            let auth = ["content-type": "application/json", "authorization": "Bearer team-key-123"]
+            let first = try await f.chat(extra: #","max_tokens":8"#, headers: auth)
+            #expect(first.status == 200)
+            let left1 = try #require(first.headers["x-multiplexer-budget-remaining-usd"].flatMap(Double.init))
+            let second = try await f.chat(extra: #","max_tokens":8"#, headers: auth)
+            let left2 = try #require(second.headers["x-multiplexer-budget-remaining-usd"].flatMap(Double.init))
+            #expect(left1 < 0.01 && left2 < left1, "\(left1) then \(left2)")
+            let stats = try #require(try await f.request("/admin/stats", method: "GET", headers: Self.admin).json)
+            let a = try #require(stats["providers"]?.arrayValue?.first { $0["name"] == .string("a") })
+            let mock = f.mocks["a"]!.state.counters
+            let perRequest = Pricing(inputPerMillionUSD: 2, outputPerMillionUSD: 6).cost(prompt: mock.promptTokens / 2, completion: mock.completionTokens / 2)
+            #expect(a["spend"]?["today_micro_usd"]?.intValue == Int(2 * perRequest), "settled to the real cost: \(a)")
+            let team = try #require(stats["keys"]?.arrayValue?.first { $0["name"] == .string("team") })
+            #expect(team["spend"]?["today_micro_usd"]?.intValue == Int(2 * perRequest))
+            let cfgKey = try #require(stats["config"]?["keys"]?.arrayValue?.first)
+            #expect(cfgKey["budget"]?["daily_micro_usd"]?.intValue == 10_000)
+            let metrics = try await f.request("/metrics", method: "GET").text
+            #expect(metrics.contains(#"multiplexer_spend_usd_total{provider="a"}"#) && metrics.contains(#"multiplexer_spend_usd_total{key="team"}"#), "\(metrics.prefix(200))")
+        }
+    }
+}
+
+extension GatewayBudgetTests {
+    @Test func aRequestThatCostsMoreThanEveryBudgetIsRefusedUpFront() async throws {
+        try await GatewayFixture.with(
+            mocks: [.init("a")],
+            yaml: {
+                gatewayYAML($0, primary: [("a", 1)], providerExtra: ["a": "pricing: { input_per_mtok: 2, output_per_mtok: 6 }, budget: { daily_usd: 0.001 }"])
+            }
+        ) { f in
+            // 1000 output tokens at 6 USD per million: 0.006 USD, over the 0.001 daily budget whatever is spent.
+            let r = try await f.chat(extra: #","max_tokens":1000"#)
+            #expect(r.status == 400 && r.errorCode == "request_too_large_for_limits", "\(r.text)")
+            #expect(f.mocks["a"]!.state.counters.requests == 0)
+            #expect(try await f.chat(extra: #","max_tokens":8"#).status == 200)
+        }
+    }
+}

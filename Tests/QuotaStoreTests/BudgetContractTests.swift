@@ -103,7 +103,10 @@ struct BudgetContractTests {
             let key = KeyAdmission(name: "k-day", limits: KeyLimits(dailyBudgetMicroUSD: 1000))
             let c = Self.candidate("p-day", cost: 1000, budget: 1000)
             let r = try QuotaStoreContractTests.reservation(try await Self.admit(h, [c], key: key))
-            guard case .exhausted = try await Self.admit(h, [c], key: key) else { Issue.record("over the budget"); return }
+            // Both budgets are spent; the key's own is what the client is told (it rules out every candidate).
+            guard case .keyOverBudget(.daily, _) = try await Self.admit(h, [c], key: key) else { Issue.record("over the budget"); return }
+            guard case .exhausted(_, let blocked) = try await Self.admit(h, [c]) else { Issue.record("over the provider's budget"); return }
+            #expect(blocked.first?.reason == .budget)
             try await Self.toNextDay(h)
             #expect(try await Self.spent(h, provider: "p-day") == 0, "the new day's spend")
             let next = try QuotaStoreContractTests.reservation(try await Self.admit(h, [c], key: key))

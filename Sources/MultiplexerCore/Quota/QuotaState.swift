@@ -100,6 +100,8 @@ public struct QuotaState: Sendable {
         var earliestPrimary: Int64?
         var onlyKeyBlocked = true
         var keyBudget: BudgetPeriod?
+        // Whether the key's budget alone rules out every candidate (then the answer is insufficient_quota).
+        var keyBudgetBlocksAll = !request.candidates.isEmpty
         for (index, c) in request.candidates.enumerated() {
             if c.tier == .fallback, let wait = request.tierWait, let p = earliestPrimary, p - now <= wait.millisecondsRoundedUp {
                 return .wait(.milliseconds(max(1, p - now)))
@@ -146,15 +148,19 @@ public struct QuotaState: Sendable {
                 let at = self.keys[key.name]?.tpm.fitsAt(amount: tokens, limit: Int64(tpm), now: now)
                 if at == nil || at! > now { block(.keyTPM, at) }
             }
+            var keyBudgetBlocks = false
             if let key = request.key {
                 if let m = key.limits.monthlyBudgetMicroUSD, (self.spend[Self.keySpend(key.name, BudgetCalendar.month(epoch))] ?? 0) + c.cost > m {
                     block(.keyBudget, now + BudgetCalendar.untilNextMonth(epoch))
                     keyBudget = .monthly
+                    keyBudgetBlocks = true
                 } else if let d = key.limits.dailyBudgetMicroUSD, (self.spend[Self.keySpend(key.name, day)] ?? 0) + c.cost > d {
                     block(.keyBudget, now + BudgetCalendar.untilNextDay(epoch))
                     if keyBudget == nil { keyBudget = .daily }
+                    keyBudgetBlocks = true
                 }
             }
+            if !keyBudgetBlocks { keyBudgetBlocksAll = false }
 
             guard let r = reason else {
                 return .admitted(self.reserve(c, index: index, key: request.key, now: now))
@@ -167,7 +173,7 @@ public struct QuotaState: Sendable {
             }
         }
         let retryAfter = earliest.map { Duration.milliseconds(max(1, $0 - now)) }
-        if onlyKeyBlocked, !blocked.isEmpty, let period = keyBudget, blocked.allSatisfy({ $0.reason == .keyBudget }) {
+        if keyBudgetBlocksAll, let period = keyBudget {
             let epoch = self.epochAtZero + now
             let until = period == .monthly ? BudgetCalendar.untilNextMonth(epoch) : BudgetCalendar.untilNextDay(epoch)
             return .keyOverBudget(period: period, retryAfter: .milliseconds(max(1, until)))

@@ -169,14 +169,18 @@ struct OpenAIController: Sendable {
             let tokens = parsed.cost.tokens(on: p)
             smallest = min(smallest, tokens)
             let l = p.limits
+            let cost = p.maximumCost(of: parsed.cost)
+            let kl = key?.limits
             let exceeds =
                 (l.tpm.map { tokens > $0 } ?? false) || (l.tpd.map { tokens > $0 } ?? false) || (l.rpm.map { $0 < 1 } ?? false)
-                || (l.rpd.map { $0 < 1 } ?? false) || (l.maxConcurrent.map { $0 < 1 } ?? false) || (key?.limits.tpm.map { tokens > $0 } ?? false)
+                || (l.rpd.map { $0 < 1 } ?? false) || (l.maxConcurrent.map { $0 < 1 } ?? false) || (kl?.tpm.map { tokens > $0 } ?? false)
+                || (l.dailyBudgetMicroUSD.map { cost > $0 } ?? false) || (kl?.dailyBudgetMicroUSD.map { cost > $0 } ?? false)
+                || (kl?.monthlyBudgetMicroUSD.map { cost > $0 } ?? false)
             if !exceeds { return nil }
         }
         return OpenAIError(
             status: 400,
-            message: "The request reserves \(smallest) tokens (prompt + max_tokens), more than a token limit of every provider of '\(group.name)' (or of your key) allows; lower max_tokens or shorten the prompt.",
+            message: "The request reserves \(smallest) tokens (prompt + max_tokens), more than a token limit or a budget of every provider of '\(group.name)' (or of your key) allows; lower max_tokens or shorten the prompt.",
             type: "invalid_request_error", code: "request_too_large_for_limits", param: "max_tokens")
     }
 
