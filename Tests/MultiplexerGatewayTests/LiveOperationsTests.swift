@@ -11,7 +11,10 @@ import Testing
 struct LiveOperationsTests {
     static let admin = ["content-type": "application/json", "authorization": "Bearer admin-key-123"]
     static func yaml(_ ports: [String: Int], alias: String = "gpt-4o-mini", extra: String = "") -> String {
-        gatewayYAML(ports, primary: [("a", 1)], fallback: [("b", 1)], providerExtra: ["a": "limits: { rpm: 50 }"], top: "admin_key: admin-key-123\n" + extra)
+        gatewayYAML(
+            ports, primary: [("a", 1)], fallback: [("b", 1)],
+            providerExtra: ["a": "limits: { rpm: 50 }, pricing: { input_per_mtok: 1, output_per_mtok: 2 }", "b": "pricing: { input_per_mtok: 1, output_per_mtok: 2 }"],
+            top: "admin_key: admin-key-123\n" + extra)
             .replacingOccurrences(of: "aliases: [gpt-4o-mini]", with: "aliases: [\(alias)]")
     }
 

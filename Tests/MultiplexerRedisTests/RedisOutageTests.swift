@@ -238,7 +238,8 @@ extension RedisOutageTests {
         let first = try #require(admitted(try await store.admit(AdmissionRequest(candidates: [priced]))))
         #expect(try await spent() == 300)
 
-        _ = try await f.cli(["CLIENT", "PAUSE", "2000", "ALL"])
+        // Long enough for every step below on a loaded machine (each degraded decision waits out the 500 ms timeout).
+        _ = try await f.cli(["CLIENT", "PAUSE", "6000", "ALL"])
         // The reply is lost: served from the degraded share (the paused admission runs after the pause).
         let lost = try #require(admitted(try await store.admit(AdmissionRequest(candidates: [priced]))))
         #expect(lost.id.hasPrefix("L"))
@@ -251,7 +252,7 @@ extension RedisOutageTests {
         #expect(blocked.first?.reason == .budget)
         let key = KeyAdmission(name: "k-budget", limits: KeyLimits(dailyBudgetMicroUSD: 100_000))
         await #expect(throws: RedisError.self) { try await store.admit(AdmissionRequest(key: key, candidates: [priced])) }
-        try await Task.sleep(for: .milliseconds(2100))
+        try await Task.sleep(for: .milliseconds(6100))
         try await self.recover(store)
         // The admission whose reply was lost was cancelled with its cost: only the first one's is left.
         #expect(try await spent() == 300, "a lost admission's reserved cost is refunded by its cancel")
