@@ -107,6 +107,10 @@ public final class RedisQuotaStore: QuotaStore {
     /// The fleet's use of one provider's (or key's) windows, as the last admission reply that checked it said.
     struct SeenUse {
         var rpm = -1, rpd = -1, tpm = -1, tpd = -1, inFlight = -1
+        /// Spend (micro-USD) today, and — for a key — this month; -1 when not reported.
+        var spentToday: Int64 = -1, spentThisMonth: Int64 = -1
+        /// The UTC day and month of the sighting (a budget's share of what is left holds for that period only).
+        var day = "", month = ""
         /// Local time (ms) of that reply.
         var at: Int64
     }
@@ -119,6 +123,11 @@ public final class RedisQuotaStore: QuotaStore {
         var tokens: Int
         var windows: Int
         var lease: Duration
+        /// Micro-USD it holds of the budgets (reserved while running, the real cost once settled), and the UTC
+        /// day and month it counts in.
+        var cost: Int64 = 0
+        var spendDay: String?
+        var spendMonth: String?
         /// Still running (its lease is written too).
         var open = true
         /// Part of a restore batch on its way to Redis: a settlement meanwhile waits in `afterRestore`.
@@ -147,7 +156,9 @@ public final class RedisQuotaStore: QuotaStore {
 
     private struct Local {
         /// Degraded admissions (and what they learned: cooldowns, failure streaks).
-        var quota = QuotaState()
+        /// The local rules (degraded admissions); its time 0 is the store's creation, at this wall-clock time, so
+        /// that budgets' UTC days agree with Redis's.
+        var quota = QuotaState(epochAtZero: WallClock.epochMilliseconds())
         var liveNodes = 1
         var degraded = false
         /// `{ns}:epoch` as last seen; `nil` until the first contact.
@@ -449,7 +460,7 @@ public final class RedisQuotaStore: QuotaStore {
     }
 
     /// The `use` array of an admission reply (see ``RedisScripts/admitBody``).
-    static func use(of reply: RedisValue) -> [Int] {
+    static func use(of reply: RedisValue) -> [Int64] {
         guard let a = reply.array, let tag = a.first?.int else { return [] }
         let at: Int
         switch tag {
@@ -458,20 +469,25 @@ public final class RedisQuotaStore: QuotaStore {
         default: return []
         }
         guard a.count > at, let u = a[at].array else { return [] }
-        return u.map { Int($0.int ?? -1) }
+        return u.map { $0.int ?? -1 }
     }
 
     /// Records the fleet's use an admission reply reported.
-    private func learn(_ use: [Int], request: AdmissionRequest, now: Int64, into l: inout Local) {
-        guard use.count >= 2 else { return }
+    private func learn(_ use: [Int64], request: AdmissionRequest, now: Int64, into l: inout Local) {
+        guard use.count >= 4 else { return }
+        let wall = WallClock.epochMilliseconds()
+        let day = BudgetCalendar.day(wall), month = BudgetCalendar.month(wall)
+        func int(_ v: Int64) -> Int { Int(clamping: v) }
         if let k = request.key {
-            l.seenKeys[k.name] = SeenUse(rpm: use[0], tpm: use[1], at: now)
+            l.seenKeys[k.name] = SeenUse(rpm: int(use[0]), tpm: int(use[1]), spentToday: use[2], spentThisMonth: use[3], day: day, month: month, at: now)
         }
-        var i = 2
+        var i = 4
         for c in request.candidates {
-            guard i + 4 < use.count else { break }
-            l.seen[c.provider] = SeenUse(rpm: use[i], rpd: use[i + 1], tpm: use[i + 2], tpd: use[i + 3], inFlight: use[i + 4], at: now)
-            i += 5
+            guard i + 5 < use.count else { break }
+            l.seen[c.provider] = SeenUse(
+                rpm: int(use[i]), rpd: int(use[i + 1]), tpm: int(use[i + 2]), tpd: int(use[i + 3]), inFlight: int(use[i + 4]), spentToday: use[i + 5],
+                day: day, month: month, at: now)
+            i += 6
         }
     }
 
@@ -831,6 +847,8 @@ public final class RedisQuotaStore: QuotaStore {
             l.degraded = true
             var shared = request
             let n = max(1, l.liveNodes)
+            let wall = WallClock.epochMilliseconds()
+            let today = BudgetCalendar.day(wall), thisMonth = BudgetCalendar.month(wall)
             if let key = request.key {
                 let seen = l.seenKeys[key.name]
                 let use = l.quota.use(key: key.name, after: seen?.at ?? now, now: now)
@@ -842,9 +860,12 @@ public final class RedisQuotaStore: QuotaStore {
                     limits: KeyLimits(
                         rpm: share(key.limits.rpm, seen?.rpm, use.rolling.rpm, use.after.rpm),
                         tpm: share(key.limits.tpm, seen?.tpm, use.rolling.tpm, use.after.tpm),
-                        // No spend without Redis: a budget admits nothing that costs (see below).
-                        dailyBudgetMicroUSD: key.limits.dailyBudgetMicroUSD.map { _ in 0 },
-                        monthlyBudgetMicroUSD: key.limits.monthlyBudgetMicroUSD.map { _ in 0 }))
+                        dailyBudgetMicroUSD: key.limits.dailyBudgetMicroUSD.map {
+                            Self.budgetShare($0, seen: seen?.spentToday, seenIn: seen?.day, now: today, nodes: n)
+                        },
+                        monthlyBudgetMicroUSD: key.limits.monthlyBudgetMicroUSD.map {
+                            Self.budgetShare($0, seen: seen?.spentThisMonth, seenIn: seen?.month, now: thisMonth, nodes: n)
+                        }))
             }
             shared.candidates = request.candidates.map { c in
                 var c = c
@@ -859,8 +880,9 @@ public final class RedisQuotaStore: QuotaStore {
                 limits.rpd = share(p.rpd, QuotaState.day, seen?.rpd, use.rolling.rpd, use.after.rpd)
                 limits.tpm = share(p.tpm, QuotaState.minute, seen?.tpm, use.rolling.tpm, use.after.tpm)
                 limits.tpd = share(p.tpd, QuotaState.day, seen?.tpd, use.rolling.tpd, use.after.tpd)
-                // A provider's budget needs the fleet's spend: without Redis the provider takes nothing that costs.
-                limits.dailyBudgetMicroUSD = p.dailyBudgetMicroUSD.map { _ in 0 }
+                limits.dailyBudgetMicroUSD = p.dailyBudgetMicroUSD.map {
+                    Self.budgetShare($0, seen: seen?.spentToday, seenIn: seen?.day, now: today, nodes: n)
+                }
                 if let mc = p.maxConcurrent {
                     // Degraded slots: until one lease has passed since the fleet's in-flight count was seen,
                     // what it left shared out; then the node's share, less its Redis reservations still running.
@@ -886,18 +908,26 @@ public final class RedisQuotaStore: QuotaStore {
                 let c = request.candidates[r.candidateIndex]
                 l.degradedLog[r.id] = DegradedAdmission(
                     provider: c.provider, key: request.key?.name, time: now, tokens: max(0, c.tokens),
-                    windows: Self.windows(c.limits, key: request.key?.limits), lease: c.lease)
+                    windows: Self.windows(c.limits, key: request.key?.limits), lease: c.lease, cost: r.cost, spendDay: r.spendDay, spendMonth: r.spendMonth)
                 r.id = "L" + r.id
                 return .admitted(r)
             }
             return d
         }
-        // Spend is counted in Redis only: without it, a key's budget cannot be checked (a provider's budget
-        // blocks that provider locally, so traffic moves to providers without one).
-        if case .keyOverBudget = decision {
-            throw RedisError(.unavailable, "the client key's budget cannot be checked while Redis is unreachable")
-        }
+        // Over its degraded share of a budget, not (as far as this node knows) over the budget itself: a short
+        // wait, not insufficient_quota until the period ends.
+        if case .keyOverBudget = decision { return .keyLimited(retryAfter: .seconds(1)) }
         return decision
+    }
+
+    /// A node's degraded share of a budget (ARCHITECTURE §8, as for the windows): of what the fleet had left when
+    /// its spend was last seen in this period, `(budget − seen) / nodes`; in a period begun since (a new UTC day
+    /// or month), `budget / nodes`; never seen, nothing (the budget may be spent already). The node's local
+    /// spend in the period counts against it (so degraded admissions from before the sighting count twice: safe).
+    static func budgetShare(_ budget: Int64, seen: Int64?, seenIn period: String?, now current: String, nodes: Int) -> Int64 {
+        guard let seen, seen >= 0, let period else { return 0 }
+        guard period == current else { return max(0, budget) / Int64(nodes) }
+        return max(0, budget - seen) / Int64(nodes)
     }
 
     /// A node's degraded share of one windowed limit (ARCHITECTURE §8), as a limit on its degraded
@@ -951,6 +981,7 @@ public final class RedisQuotaStore: QuotaStore {
         if l.degradedLog[localID] != nil {
             l.degradedLog[localID]!.open = false
             l.degradedLog[localID]!.tokens = s.result.chargedTokens(reserved: s.reservation.tokens)
+            l.degradedLog[localID]!.cost = s.result.chargedCost(reserved: s.reservation.cost, pricing: s.reservation.pricing)
         }
         // The counters of a locally admitted request still belong in Redis.
         let d = UsageCounters.delta(for: s)
@@ -1071,11 +1102,12 @@ public final class RedisQuotaStore: QuotaStore {
             for r in l.recent[l.recentHead...] {
                 let id = String(r.id)
                 let lease = l.open[id].map { String(max(1, $0.lease.millisecondsRoundedUp)) } ?? "0"
-                out.append([id, r.provider, r.key ?? "", String(now - r.time), String(r.tokens), String(r.windows), lease])
+                // (The spend of the lost data set is not rebuilt: a day's spend is more than the last minute.)
+                out.append([id, r.provider, r.key ?? "", String(now - r.time), String(r.tokens), String(r.windows), lease, "0", "", ""])
                 written.insert(id)
             }
             for (id, o) in l.open where !written.contains(id) {
-                out.append([id, o.provider, "", "0", "0", "0", String(max(1, o.lease.millisecondsRoundedUp))])
+                out.append([id, o.provider, "", "0", "0", "0", String(max(1, o.lease.millisecondsRoundedUp)), "0", "", ""])
             }
             return out
         }) else { return true }
@@ -1114,7 +1146,10 @@ public final class RedisQuotaStore: QuotaStore {
             var entries: [[String]] = []
             for ((_, a), id) in zip(pending, ids) {
                 let lease = a.open ? String(max(1, a.lease.millisecondsRoundedUp)) : "0"
-                entries.append([id, a.provider, a.key ?? "", String(max(0, now - a.time)), String(a.tokens), String(a.windows), lease])
+                entries.append([
+                    id, a.provider, a.key ?? "", String(max(0, now - a.time)), String(a.tokens), String(a.windows), lease, String(a.cost), a.spendDay ?? "",
+                    a.spendMonth ?? "",
+                ])
             }
             _ = try await self.restore(entries)
         } catch {

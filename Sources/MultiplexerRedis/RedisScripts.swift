@@ -241,8 +241,9 @@ struct RedisScripts: Sendable {
     /// {3, retry ms | -1, use, (provider, reason, retry ms | -1)…} | {4, retry ms | -1, use} |
     /// {5} (the id was already settled as never used: nothing written) | {6, epoch | ''} (the node's epoch is
     /// not Redis's: Redis lost its data, or the node never connected; nothing written).
-    /// `use` is the fleet's current use of every window checked: {key rpm count, key tpm sum, then per
-    /// candidate checked (in order): rpm count, rpd count, tpm sum, tpd sum, in flight} (-1: not checked);
+    /// `use` is the fleet's current use of every window checked: {key rpm count, key tpm sum, key spend today, key
+    /// spend this month, then per candidate checked (in order): rpm count, rpd count, tpm sum, tpd sum, in flight,
+    /// spend today} (-1: not checked; spends in micro-USD);
     /// an admitted candidate's use includes this admission.
     static let admitBody = """
             local id = ARGV[2]
@@ -271,7 +272,7 @@ struct RedisScripts: Sendable {
             -- whether the key's budget alone rules out every candidate (then the answer is insufficient_quota)
             local keyBudgetAll = n > 0
             local KP = P .. 'key:' .. keyName .. ':'
-            local use = {-1, -1}
+            local use = {-1, -1, -1, -1}
             if keyName ~= '' and keyRpm >= 0 then
               local at, cnt = req_fits_at(KP .. 'rpm', MIN, held(keyRpm), now)
               use[1] = cnt
@@ -279,6 +280,8 @@ struct RedisScripts: Sendable {
               if at > now then return {4, at - now, use} end
             end
             if keyName ~= '' and keyTpm >= 0 then use[2] = tok_sum(KP .. 'tpm', MIN, now) end
+            if keyName ~= '' and keyDaily >= 0 then use[3] = spend_get(KP .. 'spend:' .. day) end
+            if keyName ~= '' and keyMonthly >= 0 then use[4] = spend_get(KP .. 'spend:' .. month) end
             local blocked = {}
             local earliest, earliestPrimary = nil, nil
             local onlyKey = true
@@ -293,7 +296,7 @@ struct RedisScripts: Sendable {
               end
               local pp = P .. 'provider:' .. name .. ':'
               local u = #use
-              use[u + 1], use[u + 2], use[u + 3], use[u + 4], use[u + 5] = -1, -1, -1, -1, -1
+              use[u + 1], use[u + 2], use[u + 3], use[u + 4], use[u + 5], use[u + 6] = -1, -1, -1, -1, -1, -1
               local reason, freeAt = nil, now
               local function block(r, at)
                 if reason == nil then reason = r end
@@ -335,7 +338,12 @@ struct RedisScripts: Sendable {
                 if held(conc) < 1 then soon = nil end
                 block('concurrency', soon)
               end
-              if budget >= 0 and spend_get(pp .. 'spend:' .. day) + cost > budget then block('budget', next_day(now)) end
+              if budget >= 0 then
+                local spent = spend_get(pp .. 'spend:' .. day)
+                use[u + 6] = spent
+                -- a quiet node's degraded share of the budget counts as spent, as for every limit
+                if spent + cost > held(budget) then block('budget', next_day(now)) end
+              end
               local providerBlocked = reason ~= nil
               if keyName ~= '' and keyTpm >= 0 then
                 local at = tok_fits_at(KP .. 'tpm', MIN, tokens, held(keyTpm), now)
@@ -343,11 +351,11 @@ struct RedisScripts: Sendable {
               end
               local keyBudgetBlocks = false
               if keyName ~= '' then
-                if keyMonthly >= 0 and spend_get(KP .. 'spend:' .. month) + cost > keyMonthly then
+                if keyMonthly >= 0 and spend_get(KP .. 'spend:' .. month) + cost > held(keyMonthly) then
                   block('key_budget', next_month(now))
                   keyBudgetPeriod = 'monthly'
                   keyBudgetBlocks = true
-                elseif keyDaily >= 0 and spend_get(KP .. 'spend:' .. day) + cost > keyDaily then
+                elseif keyDaily >= 0 and spend_get(KP .. 'spend:' .. day) + cost > held(keyDaily) then
                   block('key_budget', next_day(now))
                   if keyBudgetPeriod == nil then keyBudgetPeriod = 'daily' end
                   keyBudgetBlocks = true
@@ -363,6 +371,11 @@ struct RedisScripts: Sendable {
                 use[u + 5] = inflight + 1
                 local remReq, remTok = -1, -1
                 local keySpentDay, keySpentMonth = -1, -1
+                if cost > 0 and use[u + 6] >= 0 then use[u + 6] = use[u + 6] + cost end
+                if cost > 0 and keyName ~= '' then
+                  if use[3] >= 0 then use[3] = use[3] + cost end
+                  if use[4] >= 0 then use[4] = use[4] + cost end
+                end
                 if cost > 0 then
                   -- what this reservation holds of the budgets, until it is settled (a lost reply is cancelled
                   -- with it: the cancel refunds exactly this)
@@ -486,13 +499,13 @@ struct RedisScripts: Sendable {
             """
 
     /// The fields of one admission in ``restoreBody``.
-    static let restoreFields = 7
+    static let restoreFields = 10
 
     /// Writes admissions Redis does not know: those a node made while Redis was unreachable, and, after
     /// Redis lost its data, the node's own admissions of the last minute. ARGV: prefix, schema version, a
     /// new epoch, then n × (id, provider, key ('' none), age ms (how long ago it was admitted), tokens
     /// charged, windows (bits: 1 rpm, 2 rpd, 4 tpm, 8 tpd, 16 key rpm, 32 key tpm), lease ms (0: settled,
-    /// not in flight)). Each admission enters the windows it counts in, with its admission time, unless
+    /// not in flight), cost (micro-USD: reserved if in flight, real if settled), UTC day and month ('' none)). Each admission enters the windows it counts in, with its admission time, unless
     /// that time has left the window; one still in flight also gets a lease, unless it has been settled.
     /// Idempotent per id (a batch whose reply was lost is sent again). Sets `{ns}:schema` and
     /// `{ns}:fleet`'s `epoch` if they are missing (Redis lost its data, or this is the first node); returns the epoch.
@@ -506,6 +519,15 @@ struct RedisScripts: Sendable {
               if ARGV[i + 2] ~= '' then
                 local kp = P .. 'key:' .. ARGV[i + 2] .. ':'
                 keys[#keys + 1] = kp .. 'rpm'; keys[#keys + 1] = kp .. 'tpm'; keys[#keys + 1] = kp .. 'tpm:amounts'
+              end
+              if ARGV[i + 8] ~= '' then
+                keys[#keys + 1] = pp .. 'spend:' .. ARGV[i + 8]
+                keys[#keys + 1] = P .. 'spent:' .. ARGV[i]
+                keys[#keys + 1] = P .. 'cost:' .. ARGV[i]
+                if ARGV[i + 2] ~= '' then
+                  keys[#keys + 1] = P .. 'key:' .. ARGV[i + 2] .. ':spend:' .. ARGV[i + 8]
+                  keys[#keys + 1] = P .. 'key:' .. ARGV[i + 2] .. ':spend:' .. ARGV[i + 9]
+                end
               end
             end
             touch(keys)
@@ -533,6 +555,19 @@ struct RedisScripts: Sendable {
               local amount = tonumber(ARGV[i + 4])
               local w = tonumber(ARGV[i + 5])
               local lease = tonumber(ARGV[i + 6])
+              -- its cost joins the day's (and month's) spend, once per id (a batch may be sent again)
+              local cost = tonumber(ARGV[i + 7])
+              if cost > 0 and ARGV[i + 8] ~= '' and redis.call('SET', P .. 'spent:' .. id, '1', 'NX', 'PX', 86400000) then
+                spend_add(pp .. 'spend:' .. ARGV[i + 8], cost, SPEND_DAY_TTL)
+                if ARGV[i + 2] ~= '' then
+                  spend_add(P .. 'key:' .. ARGV[i + 2] .. ':spend:' .. ARGV[i + 8], cost, SPEND_DAY_TTL)
+                  spend_add(P .. 'key:' .. ARGV[i + 2] .. ':spend:' .. ARGV[i + 9], cost, SPEND_MONTH_TTL)
+                end
+                if lease > 0 then
+                  redis.call('HSET', P .. 'cost:' .. id, 'p', ARGV[i + 1], 'k', ARGV[i + 2], 'c', cost, 'd', ARGV[i + 8], 'm', ARGV[i + 9])
+                  redis.call('PEXPIRE', P .. 'cost:' .. id, 86400000)
+                end
+              end
               if w % 2 >= 1 then req(pp .. 'rpm', MIN, id, t) end
               if w % 4 >= 2 then req(pp .. 'rpd', DAY, id, t) end
               if w % 8 >= 4 then tok(pp .. 'tpm', MIN, id, t, amount) end

@@ -225,41 +225,57 @@ extension RedisOutageTests {
         #expect(admitted(try await a.admit(AdmissionRequest(candidates: [c]))) != nil)
     }
 
-    @Test func aLostAdmissionsCostIsRefundedAndBudgetsWaitForRedis() async throws {
+    @Test func aLostAdmissionsCostIsRefundedAndADegradedShareOfABudgetIsWhatIsLeft() async throws {
         let f = try RedisFixture()
         let store = try f.store(commandTimeout: .milliseconds(500))
         defer { store.shutdown() }
         let pricing = Pricing(inputPerMillionUSD: 2, outputPerMillionUSD: 6)
         let priced = AdmissionCandidate(provider: "p-cost", limits: .unlimited, tokens: 50, lease: .seconds(60), pricing: pricing, cost: 300)
         let budgeted = AdmissionCandidate(
-            provider: "p-budgeted", limits: ProviderLimits(dailyBudgetMicroUSD: 100_000), tokens: 50, lease: .seconds(60), pricing: pricing, cost: 300)
+            provider: "p-budgeted", limits: ProviderLimits(dailyBudgetMicroUSD: 1000), tokens: 50, lease: .seconds(60), pricing: pricing, cost: 100)
+        let unseen = AdmissionCandidate(
+            provider: "p-unseen", limits: ProviderLimits(dailyBudgetMicroUSD: 1000), tokens: 50, lease: .seconds(60), pricing: pricing, cost: 100)
         let day = BudgetCalendar.day(WallClock.epochMilliseconds())
-        func spent() async throws -> Int { Int(try await f.cli(["GET", "{\(f.namespace)}:provider:p-cost:spend:\(day)"]).trimmingCharacters(in: .whitespacesAndNewlines)) ?? 0 }
+        func spent(_ p: String) async throws -> Int {
+            Int(try await f.cli(["GET", "{\(f.namespace)}:provider:\(p):spend:\(day)"]).trimmingCharacters(in: .whitespacesAndNewlines)) ?? 0
+        }
         let first = try #require(admitted(try await store.admit(AdmissionRequest(candidates: [priced]))))
-        #expect(try await spent() == 300)
+        #expect(try await spent("p-cost") == 300)
+        // 6 × 100 of p-budgeted's 1000 spent through Redis: the node has seen 600.
+        var viaRedis: [Reservation] = []
+        for _ in 0..<6 { viaRedis.append(try #require(admitted(try await store.admit(AdmissionRequest(candidates: [budgeted]))))) }
 
         // Long enough for every step below on a loaded machine (each degraded decision waits out the 500 ms timeout).
         _ = try await f.cli(["CLIENT", "PAUSE", "6000", "ALL"])
-        // The reply is lost: served from the degraded share (the paused admission runs after the pause).
+        // The reply is lost: served from the degraded share.
         let lost = try #require(admitted(try await store.admit(AdmissionRequest(candidates: [priced]))))
         #expect(lost.id.hasPrefix("L"))
-        // Without Redis the fleet's spend is unknown: a budgeted provider takes nothing that costs, a budgeted key
-        // is refused as unavailable (not 429-until-midnight).
-        guard case .exhausted(_, let blocked) = try await store.admit(AdmissionRequest(candidates: [budgeted])) else {
-            Issue.record("a budgeted provider admitted without Redis")
+        // p-budgeted's degraded share is what was left when last seen (one live node: all 400 of it); never-seen p-unseen
+        // takes nothing that costs.
+        var degraded: [Reservation] = []
+        while case .admitted(let r) = try await store.admit(AdmissionRequest(candidates: [budgeted])) { degraded.append(r) }
+        #expect(degraded.count <= 4 && degraded.allSatisfy { $0.id.hasPrefix("L") }, "\(degraded.count) admitted on the degraded share of 400")
+        guard case .exhausted(_, let blocked) = try await store.admit(AdmissionRequest(candidates: [unseen])) else {
+            Issue.record("a provider whose spend was never seen admitted without Redis")
             return
         }
         #expect(blocked.first?.reason == .budget)
         let key = KeyAdmission(name: "k-budget", limits: KeyLimits(dailyBudgetMicroUSD: 100_000))
-        await #expect(throws: RedisError.self) { try await store.admit(AdmissionRequest(key: key, candidates: [priced])) }
+        guard case .keyLimited = try await store.admit(AdmissionRequest(key: key, candidates: [priced])) else {
+            Issue.record("a key whose spend was never seen admitted without Redis")
+            return
+        }
         try await Task.sleep(for: .milliseconds(6100))
         try await self.recover(store)
-        // The admission whose reply was lost was cancelled with its cost: only the first one's is left.
-        #expect(try await spent() == 300, "a lost admission's reserved cost is refunded by its cancel")
-        #expect(try await f.cli(["KEYS", "{\(f.namespace)}:cost:*"]).split(separator: "\n").count == 1, "only the open reservation holds a cost record")
+        // The degraded admissions' costs were written back; the admission whose reply was lost was cancelled with its cost.
+        #expect(try await spent("p-budgeted") == 600 + 100 * degraded.count, "written back once")
+        #expect(try await spent("p-cost") == 300 + 300, "the first, and the degraded one; the lost one refunded by its cancel")
+        #expect(try await spent("p-budgeted") <= 1000, "never over the budget")
         await store.settle(Settlement(reservation: first, result: .success(usage: TokenUsage(promptTokens: 10, completionTokens: 10))))
-        #expect(try await spent() == 80, "settled to the real cost: 10 × 2 + 10 × 6")
+        await store.settle(Settlement(reservation: lost, result: .success(usage: TokenUsage(promptTokens: 10, completionTokens: 10))))
+        #expect(try await spent("p-cost") == 160, "both settled to the real cost: 2 × (10 × 2 + 10 × 6)")
+        for r in viaRedis + degraded { await store.settle(Settlement(reservation: r, result: .failure)) }
+        #expect(try await spent("p-budgeted") == 0, "failures refund")
         #expect(try await f.cli(["KEYS", "{\(f.namespace)}:cost:*"]).trimmingCharacters(in: .whitespacesAndNewlines).isEmpty, "no cost record left")
-        await store.settle(Settlement(reservation: lost, result: .success(usage: nil)))
     }
 }
