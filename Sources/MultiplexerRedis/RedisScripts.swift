@@ -267,7 +267,14 @@ struct RedisScripts: Sendable {
             local tierWait = tonumber(ARGV[8])
             local n = tonumber(ARGV[9])
             local keyDaily, keyMonthly = tonumber(ARGV[10]), tonumber(ARGV[11])
-            local day, month = utc_day(now), utc_month(now)
+            -- the UTC day and month, computed only when a budget or a cost is involved
+            local needsPeriod = keyDaily >= 0 or keyMonthly >= 0
+            for j = 0, n - 1 do
+              local b = 12 + j * 11
+              if tonumber(ARGV[b + 9]) > 0 or tonumber(ARGV[b + 10]) >= 0 then needsPeriod = true end
+            end
+            local day, month = '', ''
+            if needsPeriod then day, month = utc_day(now), utc_month(now) end
             local keyBudgetPeriod = nil
             -- whether the key's budget alone rules out every candidate (then the answer is insufficient_quota)
             local keyBudgetAll = n > 0
