@@ -90,24 +90,6 @@ struct CommandLineTests {
     }
 
     static func run(_ args: [String], environment: [String: String]) async throws -> (Int32, String) {
-        try await withCheckedThrowingContinuation { c in
-            DispatchQueue.global().async {
-                let p = Process()
-                p.executableURL = URL(fileURLWithPath: Self.binary)
-                p.arguments = args
-                p.environment = ProcessInfo.processInfo.environment.merging(environment) { $1 }
-                let out = Pipe()
-                p.standardOutput = out
-                p.standardError = out
-                do {
-                    try p.run()
-                    let data = out.fileHandleForReading.readDataToEndOfFile()
-                    p.waitUntilExit()
-                    c.resume(returning: (p.terminationStatus, String(decoding: data, as: UTF8.self)))
-                } catch {
-                    c.resume(throwing: error)
-                }
-            }
-        }
+        try await OpenAISDKTests.run(Self.binary, args, environment: environment)
     }
 }

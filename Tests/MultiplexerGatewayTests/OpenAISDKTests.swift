@@ -11,12 +11,13 @@ struct OpenAISDKTests {
     static let packageRoot = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
 
     /// Runs a command off the cooperative pool and returns its exit status and output.
-    static func run(_ exe: String, _ args: [String]) async throws -> (Int32, String) {
+    static func run(_ exe: String, _ args: [String], environment: [String: String] = [:]) async throws -> (Int32, String) {
         try await withCheckedThrowingContinuation { c in
             DispatchQueue.global().async {
                 let p = Process()
                 p.executableURL = URL(fileURLWithPath: exe)
                 p.arguments = args
+                if !environment.isEmpty { p.environment = ProcessInfo.processInfo.environment.merging(environment) { $1 } }
                 let out = Pipe()
                 p.standardOutput = out
                 p.standardError = out

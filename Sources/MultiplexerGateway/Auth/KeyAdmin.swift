@@ -26,16 +26,7 @@ public struct KeyAdmin: Sendable {
             }
         }
         for (what, v) in [("--rpm", rpm), ("--tpm", tpm)] where (v ?? 0) < 0 { throw KeyAdminError("\(what) must not be negative") }
-        var bytes = [UInt8](repeating: 0, count: 32)
-        var rng = SystemRandomNumberGenerator()
-        for i in bytes.indices { bytes[i] = UInt8.random(in: 0...255, using: &rng) }
-        let secret = "mx-" + bytes.map { String(format: "%02x", $0) }.joined()
-        var key = RuntimeKey(name: name, digest: SHA256.hex(Array(secret.utf8)))
-        key.limits = KeyLimits(rpm: rpm, tpm: tpm)
-        key.models = models
-        key.dailyMicroUSD = dailyUSD.map { Int(($0 * 1_000_000).rounded()) }
-        key.monthlyMicroUSD = monthlyUSD.map { Int(($0 * 1_000_000).rounded()) }
-        key.createdMs = Int64(Date().timeIntervalSince1970 * 1000)
+        let (key, secret) = RuntimeKey.make(name: name, limits: KeyLimits(rpm: rpm, tpm: tpm), models: models, dailyUSD: dailyUSD, monthlyUSD: monthlyUSD)
         guard try await self.store.createClientKey(key.stored) else { throw KeyAdminError("a run-time key named '\(name)' exists already") }
         return (secret, "created run-time key \(key.json)")
     }

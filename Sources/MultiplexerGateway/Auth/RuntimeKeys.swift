@@ -42,6 +42,22 @@ struct RuntimeKey: Sendable, Hashable {
         self.digest = digest
     }
 
+    /// A new key named `name` and its secret (`mx-` + 64 hex digits from the system's random source): the only
+    /// time the secret exists outside the client.
+    static func make(name: String, limits: KeyLimits, models: Set<String>?, dailyUSD: Double?, monthlyUSD: Double?) -> (RuntimeKey, String) {
+        var bytes = [UInt8](repeating: 0, count: 32)
+        var rng = SystemRandomNumberGenerator()
+        for i in bytes.indices { bytes[i] = UInt8.random(in: 0...255, using: &rng) }
+        let secret = "mx-" + bytes.map { String(format: "%02x", $0) }.joined()
+        var key = RuntimeKey(name: name, digest: SHA256.hex(Array(secret.utf8)))
+        key.limits = KeyLimits(rpm: limits.rpm, tpm: limits.tpm)
+        key.models = models
+        key.dailyMicroUSD = dailyUSD.map { Int(($0 * 1_000_000).rounded()) }
+        key.monthlyMicroUSD = monthlyUSD.map { Int(($0 * 1_000_000).rounded()) }
+        key.createdMs = Int64(Date().timeIntervalSince1970 * 1000)
+        return (key, secret)
+    }
+
     init(_ s: RedisQuotaStore.StoredClientKey) {
         self.name = s.name
         self.digest = s.digest
@@ -166,16 +182,7 @@ extension Gateway {
                     "A budget needs pricing on every provider the key may reach; none on: \(unpriced.joined(separator: ", ")).", param: "budget")
             }
         }
-        var bytes = [UInt8](repeating: 0, count: 32)
-        var rng = SystemRandomNumberGenerator()
-        for i in bytes.indices { bytes[i] = UInt8.random(in: 0...255, using: &rng) }
-        let secret = "mx-" + bytes.map { String(format: "%02x", $0) }.joined()
-        var key = RuntimeKey(name: name, digest: SHA256.hex(Array(secret.utf8)))
-        key.limits = limits
-        key.models = models
-        key.dailyMicroUSD = dailyUSD.map { Int(($0 * 1_000_000).rounded()) }
-        key.monthlyMicroUSD = monthlyUSD.map { Int(($0 * 1_000_000).rounded()) }
-        key.createdMs = Int64(Date().timeIntervalSince1970 * 1000)
+        let (key, secret) = RuntimeKey.make(name: name, limits: limits, models: models, dailyUSD: dailyUSD, monthlyUSD: monthlyUSD)
         if let redis = self.redisStore {
             guard try await redis.createClientKey(key.stored) else { throw KeyCreation.exists(name) }
         }

@@ -26,23 +26,9 @@ public enum StatsReport {
     }
 
     public static func render(configPath: String?, redisURL: String?, namespace: String, json: Bool) async throws -> String {
-        var url = redisURL
-        var ns = namespace
-        var query = StatsQuery.all
-        if let configPath {
-            let c = try ConfigurationLoader.load(path: configPath)
-            guard let r = c.redis, case .standalone(let u) = r.topology else {
-                throw ConfigurationError(problems: [.init(path: "redis", line: nil, message: "stats needs a redis.url in the configuration")], file: configPath)
-            }
-            url = u
-            ns = r.namespace
-            // Keys: every key Redis knows (the file's and the run-time ones).
-            query = StatsQuery(providers: c.providers.map(\.name), keys: nil, models: c.models.map(\.name))
-        }
-        guard let url else { throw RedisError(.invalidURL, "give --config PATH or --redis URL") }
-        let store = RedisQuotaStore(configuration: .init(
-            endpoint: try RedisEndpoint(url: url), namespace: ns, connectTimeout: .seconds(2), commandTimeout: .seconds(5), onUnavailable: .reject,
-            nodeID: "stats-cli"))
+        let (store, config, ns) = try Self.store(configPath: configPath, redisURL: redisURL, namespace: namespace)
+        // Keys: every key Redis knows (the file's and the run-time ones).
+        let query = config.map { c in StatsQuery(providers: c.providers.map(\.name), keys: nil, models: c.models.map(\.name)) } ?? .all
         defer { store.shutdown() }
         let stats = try await store.stats(query)
         if json { return StatsJSON.render(stats, node: nil, store: "connected") }
