@@ -475,8 +475,12 @@ public final class RedisQuotaStore: QuotaStore {
     /// Records the fleet's use an admission reply reported.
     private func learn(_ use: [Int64], request: AdmissionRequest, now: Int64, into l: inout Local) {
         guard use.count >= 4 else { return }
-        let wall = WallClock.epochMilliseconds()
-        let day = BudgetCalendar.day(wall), month = BudgetCalendar.month(wall)
+        // The period of a sighting matters only for a reported spend: formatted only then.
+        var day = "", month = ""
+        if use[2] >= 0 || use[3] >= 0 || stride(from: 9, to: use.count, by: 6).contains(where: { use[$0] >= 0 }) {
+            let wall = WallClock.epochMilliseconds()
+            (day, month) = (BudgetCalendar.day(wall), BudgetCalendar.month(wall))
+        }
         func int(_ v: Int64) -> Int { Int(clamping: v) }
         if let k = request.key {
             l.seenKeys[k.name] = SeenUse(rpm: int(use[0]), tpm: int(use[1]), spentToday: use[2], spentThisMonth: use[3], day: day, month: month, at: now)

@@ -138,9 +138,11 @@ public struct QuotaState: Sendable {
                     block(.concurrency, l < 1 ? nil : soonest)
                 }
             }
+            // The UTC day is formatted only when a budget is checked (not on every admission).
             let epoch = self.epochAtZero + now
-            let day = BudgetCalendar.day(epoch)
-            if let budget = c.limits.dailyBudgetMicroUSD, (self.spend[Self.providerSpend(c.provider, day)] ?? 0) + c.cost > budget {
+            if let budget = c.limits.dailyBudgetMicroUSD,
+                (self.spend[Self.providerSpend(c.provider, BudgetCalendar.day(epoch))] ?? 0) + c.cost > budget
+            {
                 block(.budget, now + BudgetCalendar.untilNextDay(epoch))
             }
             let providerBlocked = reason != nil
@@ -154,7 +156,7 @@ public struct QuotaState: Sendable {
                     block(.keyBudget, now + BudgetCalendar.untilNextMonth(epoch))
                     keyBudget = .monthly
                     keyBudgetBlocks = true
-                } else if let d = key.limits.dailyBudgetMicroUSD, (self.spend[Self.keySpend(key.name, day)] ?? 0) + c.cost > d {
+                } else if let d = key.limits.dailyBudgetMicroUSD, (self.spend[Self.keySpend(key.name, BudgetCalendar.day(epoch))] ?? 0) + c.cost > d {
                     block(.keyBudget, now + BudgetCalendar.untilNextDay(epoch))
                     if keyBudget == nil { keyBudget = .daily }
                     keyBudgetBlocks = true
@@ -209,9 +211,11 @@ public struct QuotaState: Sendable {
         var r = Reservation(
             id: String(id), provider: c.provider, candidateIndex: index, tier: c.tier, tokens: c.tokens, key: key?.name,
             keyRemainingRequests: remainingRequests, keyRemainingTokens: remainingTokens)
+        let priced = c.cost > 0 && c.pricing != nil
+        guard priced || key?.limits.hasBudget == true else { return r }
         let epoch = self.epochAtZero + now
         let day = BudgetCalendar.day(epoch), month = BudgetCalendar.month(epoch)
-        if c.cost > 0, c.pricing != nil {
+        if priced {
             r.cost = c.cost
             r.pricing = c.pricing
             r.spendDay = day

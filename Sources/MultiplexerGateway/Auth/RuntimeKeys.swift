@@ -150,8 +150,8 @@ extension Gateway {
     /// Whether clients must present a key: the file has a `keys` section (even `keys: []`), or run-time keys
     /// exist. (So a gateway meant for run-time keys only says `keys: []`: revoking its last key then closes it
     /// rather than opening it to anonymous use.)
-    func keysEnabled(_ keys: KeyAuthenticator) -> Bool {
-        keys.isEnabled || self.configuration.keysRequired || !self.runtimeKeys.isEmpty
+    func keysEnabled(_ g: GatewaySnapshot) -> Bool {
+        g.keys.isEnabled || g.configuration.keysRequired || !self.runtimeKeys.isEmpty
     }
 
     /// Why a run-time key cannot be created, or `nil`.

@@ -28,9 +28,9 @@ struct OpenAIController: Sendable {
     /// The request id and client key of a model listing, or the 401 when keys are configured and none matches.
     private func listingAccess(_ request: Request) -> (requestID: String, key: GatewayConfiguration.Key?, refusal: Response?) {
         let requestID = ClientHeaders(request.headers).requestID ?? self.gateway.nextRequestID()
-        let keys = self.gateway.keys
-        guard self.gateway.keysEnabled(keys) else { return (requestID, nil, nil) }
-        guard let k = self.authenticate(request, keys: keys) else { return (requestID, nil, Self.error(.invalidAPIKey(), requestID: requestID)) }
+        let g = self.gateway.snapshot
+        guard self.gateway.keysEnabled(g) else { return (requestID, nil, nil) }
+        guard let k = self.authenticate(request, keys: g.keys) else { return (requestID, nil, Self.error(.invalidAPIKey(), requestID: requestID)) }
         return (requestID, k, nil)
     }
 
@@ -203,7 +203,7 @@ struct OpenAIController: Sendable {
         let g = self.gateway.snapshot
         // Authentication
         var key: GatewayConfiguration.Key?
-        if self.gateway.keysEnabled(g.keys) {
+        if self.gateway.keysEnabled(g) {
             guard let k = self.authenticate(request, keys: g.keys) else { return Self.error(.invalidAPIKey(), requestID: requestID) }
             key = k
             log.key = k.name
