@@ -160,7 +160,15 @@ public final class RedisQuotaStore: QuotaStore {
         /// that budgets' UTC days agree with Redis's.
         var quota = QuotaState(epochAtZero: WallClock.epochMilliseconds())
         var liveNodes = 1
-        var degraded = false
+        var degraded = false {
+            didSet {
+                if self.degraded && !oldValue { self.losses += 1 }
+                if !self.degraded && oldValue { self.recoveries += 1 }
+            }
+        }
+        /// How often the store went degraded, and came back: transitions a sampler cannot miss.
+        var losses = 0
+        var recoveries = 0
         /// `{ns}:epoch` as last seen; `nil` until the first contact.
         var epoch: String?
         /// Redis lost its data (or the epoch is unknown): write back `recent` before the next admission.
@@ -252,6 +260,10 @@ public final class RedisQuotaStore: QuotaStore {
         if !degraded { return .connected }
         return self.configuration.onUnavailable == .local ? .degraded : .unavailable
     }
+
+    /// How many times the store lost Redis and got it back since it was created (a lost connection
+    /// that comes back between two looks at ``availability`` still counts once each).
+    public var transitions: (losses: Int, recoveries: Int) { self.local.withLock { ($0.losses, $0.recoveries) } }
 
     /// Live nodes at the last heartbeat (the divisor of local shares).
     public var liveNodes: Int { self.local.withLock { $0.liveNodes } }

@@ -137,27 +137,40 @@ struct QuotaStoreService: Service {
     /// Logs every change of the store's state (ARCHITECTURE §5): Redis lost (warning), back and what the node
     /// owed it replayed (info).
     private func logTransitions(_ redis: RedisQuotaStore) async {
-        var was = redis.availability
-        var owed = redis.hasPendingReplay
+        var seen = redis.transitions
+        // What the node owes Redis while it is away, latched: the replay may finish while the store still looks
+        // degraded (before the heartbeat that marks it connected), so it is remembered until the store is connected
+        // and owes nothing. (While connected, settlements wait in a queue briefly: that is not a debt.)
+        var owed = false
         while (try? await Task.sleep(for: .milliseconds(200))) != nil {
-            let now = redis.availability, owes = redis.hasPendingReplay
-            if now != was {
-                switch now {
-                case .connected:
+            let changes = redis.transitions
+            if redis.availability != .connected && redis.hasPendingReplay { owed = true }
+            // Every transition since the last look, in order: they alternate, and the next one is a loss when the
+            // store was connected at the last look.
+            var lossNext = seen.losses == seen.recoveries
+            for _ in 0..<((changes.losses - seen.losses) + (changes.recoveries - seen.recoveries)) {
+                if lossNext {
+                    self.logLost(redis)
+                } else {
                     self.gateway.logger.info("Redis back: fleet-wide limits in force again")
-                case .degraded:
-                    self.gateway.logger.warning(
-                        "Redis lost: serving degraded, on this node's share of every limit",
-                        metadata: ["live_nodes": .stringConvertible(redis.liveNodes)])
-                case .unavailable:
-                    self.gateway.logger.warning("Redis lost: refusing requests until it is back (on_unavailable: reject)")
                 }
+                lossNext.toggle()
             }
-            if owed && !owes && now == .connected {
+            seen = changes
+            if owed && redis.availability == .connected && !redis.hasPendingReplay {
                 self.gateway.logger.info("counters replayed: what this node owed Redis is written")
+                owed = false
             }
-            was = now
-            owed = owes
+        }
+    }
+
+    private func logLost(_ redis: RedisQuotaStore) {
+        if redis.configuration.onUnavailable == .local {
+            self.gateway.logger.warning(
+                "Redis lost: serving degraded, on this node's share of every limit",
+                metadata: ["live_nodes": .stringConvertible(redis.liveNodes)])
+        } else {
+            self.gateway.logger.warning("Redis lost: refusing requests until it is back (on_unavailable: reject)")
         }
     }
 }
