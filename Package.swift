@@ -30,11 +30,15 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-nio.git", from: "2.101.2"),
         .package(url: "https://github.com/apple/swift-http-types.git", from: "1.8.0"),
         .package(url: "https://github.com/apple/swift-nio-extras.git", from: "1.34.1"),
+        .package(url: "https://github.com/apple/swift-distributed-tracing.git", from: "1.7.3"),
+        // OTLP/HTTP only: the gRPC exporter's packages are never built.
+        .package(url: "https://github.com/swift-otel/swift-otel.git", from: "1.6.0", traits: ["OTLPHTTP"]),
     ],
     targets: [
         // MARK: Routing domain (no I/O)
         .target(
             name: "MultiplexerCore",
+            dependencies: [.product(name: "Tracing", package: "swift-distributed-tracing")],
             swiftSettings: swiftSettings
         ),
 
@@ -75,7 +79,9 @@ let package = Package(
         // MARK: The embeddable library (the reference design's API; no server dependencies)
         .target(
             name: "Multiplexer",
-            dependencies: ["MultiplexerCore", "MultiplexerRedis", "MultiplexerUpstream"],
+            dependencies: [
+                "MultiplexerCore", "MultiplexerRedis", "MultiplexerUpstream", .product(name: "Tracing", package: "swift-distributed-tracing"),
+            ],
             swiftSettings: swiftSettings
         ),
         .executableTarget(
@@ -91,6 +97,7 @@ let package = Package(
             dependencies: [
                 "MultiplexerCore", "MultiplexerRedis", "MultiplexerUpstream",
                 .product(name: "Yams", package: "Yams"),
+                .product(name: "Tracing", package: "swift-distributed-tracing"),
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "Prometheus", package: "swift-prometheus"),
@@ -99,6 +106,19 @@ let package = Package(
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOHTTPTypes", package: "swift-nio-extras"),
                 .product(name: "HTTPTypes", package: "swift-http-types"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+        // MARK: Traces exported over OTLP/HTTP (swift-otel): only the `multiplexer` command links it; the
+        // router, the gateway and the library speak swift-distributed-tracing's API and take any tracer.
+        .target(
+            name: "MultiplexerTelemetry",
+            dependencies: [
+                "MultiplexerGateway",
+                .product(name: "OTel", package: "swift-otel"),
+                .product(name: "Tracing", package: "swift-distributed-tracing"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ],
             swiftSettings: swiftSettings
         ),
@@ -130,7 +150,7 @@ let package = Package(
         .executableTarget(
             name: "MultiplexerCLI",
             dependencies: [
-                "MultiplexerGateway", "MultiplexerMockProvider", "MultiplexerFleet",
+                "MultiplexerGateway", "MultiplexerMockProvider", "MultiplexerFleet", "MultiplexerTelemetry",
                 .product(name: "UnixSignals", package: "swift-service-lifecycle"),
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
@@ -209,6 +229,11 @@ let package = Package(
                 "MultiplexerFleet", "MultiplexerGateway", "MultiplexerMockProvider", "MultiplexerCore", "MultiplexerRedis", "MultiplexerUpstream",
                 "MultiplexerTestSupport",
                 .product(name: "Yams", package: "Yams"),
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "HTTPTypes", package: "swift-http-types"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ],
             swiftSettings: swiftSettings
         ),

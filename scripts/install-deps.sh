@@ -2,7 +2,7 @@
 # Installs the system packages Multiplexer builds, tests and runs with (Debian/Ubuntu).
 # Idempotent: does nothing when everything is present. Needs root (or sudo) to install.
 set -euo pipefail
-PKGS=(libhiredis-dev libcurl4-openssl-dev redis-server redis-tools nginx wrk pkg-config python3 python3-venv iptables iproute2 chromium chromium-driver)
+PKGS=(libhiredis-dev libcurl4-openssl-dev redis-server redis-tools nginx wrk pkg-config python3 python3-venv iptables iproute2 chromium chromium-driver prometheus)
 missing=()
 for p in "${PKGS[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
@@ -14,6 +14,6 @@ echo "installing: ${missing[*]}"
 $SUDO apt-get update -qq
 DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}"
 # Debian starts these as system services on install; the project starts its own on free ports.
-for svc in redis-server nginx; do
+for svc in redis-server nginx prometheus; do
   (command -v systemctl >/dev/null && $SUDO systemctl stop "$svc" 2>/dev/null) || true
 done

@@ -1,5 +1,6 @@
 import MultiplexerCore
 import MultiplexerUpstream
+import Tracing
 
 /// A 2xx answer and the registered model that gave it.
 struct Dispatched: Sendable {
@@ -50,7 +51,26 @@ extension Multiplexer {
         let cost = TokenEstimator.cost(of: body, operation: operation)
         let result: RouteResult<OpenAIUpstreamBody>
         do {
-            result = try await routing.router.route(upstream, group: routing.group, cost: cost, key: self.budgetKey, via: self.transport)
+            if let tracer = self.tracer {
+                // One span per call, the parent of its admission and attempt spans.
+                let span = tracer.startSpan(
+                    "\(OpenAIUpstreamTransport.operationName(path: operation)) \(routing.group.name)", context: InstrumentationContext.current ?? .topLevel)
+                span.attributes["gen_ai.operation.name"] = OpenAIUpstreamTransport.operationName(path: operation)
+                span.attributes["gen_ai.request.model"] = routing.group.name
+                defer { span.end() }
+                do {
+                    result = try await InstrumentationContext.withValue(span.context) {
+                        try await routing.router.route(upstream, group: routing.group, cost: cost, key: self.budgetKey, via: self.transport)
+                    }
+                } catch {
+                    span.setStatus(SpanStatus(code: .error, message: "the call could not be routed"))
+                    throw error
+                }
+                span.attributes["multiplexer.attempts"] = result.attempts.count
+                if case .served(let served, _) = result.outcome { span.attributes["gen_ai.provider.name"] = served.provider.name }
+            } else {
+                result = try await routing.router.route(upstream, group: routing.group, cost: cost, key: self.budgetKey, via: self.transport)
+            }
         } catch is CancellationError {
             throw CancellationError()
         } catch {

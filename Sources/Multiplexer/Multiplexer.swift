@@ -2,6 +2,7 @@ public import MultiplexerCore
 public import MultiplexerRedis
 import MultiplexerUpstream
 import Synchronization
+public import Tracing
 
 #if canImport(Glibc)
 import Glibc
@@ -197,6 +198,8 @@ public final class Multiplexer: Sendable {
     private let ownsRedis: Bool
     private let registry = Mutex(Registry())
     private let runCalled = Atomic<Bool>(false)
+    /// Traces calls; `nil`: none.
+    let tracer: (any Tracer)?
     private let jobs: AsyncStream<Job>
     let jobSink: AsyncStream<Job>.Continuation
     /// Renews the leases of handed-out streams while ``run()`` runs.
@@ -207,9 +210,13 @@ public final class Multiplexer: Sendable {
     /// - Parameters:
     ///   - store: where limits, cooldowns and counters live; in this process by default.
     ///   - configuration: routing settings.
+    ///   - tracer: traces every call (swift-distributed-tracing; e.g. swift-otel's, the one a gateway uses): a
+    ///     span per call, child of the caller's current span, with the admission and each upstream attempt
+    ///     as its children (ARCHITECTURE §10); `nil` for none.
     /// - Throws: ``MultiplexerError`` (``MultiplexerError/Code/invalidArgument``) when libcurl cannot be
     ///   initialised.
-    public init(store: Store = .inMemory, configuration: Configuration = Configuration()) throws(MultiplexerError) {
+    public init(store: Store = .inMemory, configuration: Configuration = Configuration(), tracer: (any Tracer)? = nil) throws(MultiplexerError) {
+        self.tracer = tracer
         guard Provider.isValidName(configuration.name) else {
             throw MultiplexerError(.invalidArgument, "The configuration name '\(configuration.name)' must consist of a-z, 0-9, '.', '_' and '-'.")
         }
@@ -440,7 +447,7 @@ public final class Multiplexer: Sendable {
             tierWait: c.tierWait, queueTimeout: c.queueTimeout)
         do {
             let table = try RoutingTable(providers: entries.map(\.provider), groups: [group])
-            let router = Router(table: table, store: self.store, clock: ContinuousClock(), wallClock: Self.epochSeconds)
+            let router = Router(table: table, store: self.store, clock: ContinuousClock(), wallClock: Self.epochSeconds, tracer: self.tracer)
             return Routing(router: router, group: group, entries: Dictionary(uniqueKeysWithValues: entries.map { ($0.name, $0) }))
         } catch {
             throw MultiplexerError(.invalidArgument, "\(error)", underlyingError: error)

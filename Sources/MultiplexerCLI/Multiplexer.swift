@@ -2,6 +2,7 @@ public import ArgumentParser
 import Foundation
 public import Logging
 import MultiplexerGateway
+import MultiplexerTelemetry
 
 /// The `multiplexer` command line (ARCHITECTURE §5). Each subcommand parses its arguments and calls
 /// into MultiplexerGateway; nothing else lives here.
@@ -18,9 +19,9 @@ struct MultiplexerCommand: AsyncParsableCommand {
 extension Logger.Level: @retroactive ExpressibleByArgument {}
 
 /// Bootstraps logging once per process.
-func bootstrapLogging(level: Logger.Level) -> Logger {
+func bootstrapLogging(level: Logger.Level, json: Bool = false) -> Logger {
     LoggingSystem.bootstrap { label in
-        var h = GatewayLogHandler(label: label)
+        var h = GatewayLogHandler(label: label, json: json)
         h.logLevel = level
         return h
     }
@@ -42,7 +43,6 @@ struct Serve: AsyncParsableCommand {
     @Flag(help: "Reload the configuration when its file changes (SIGHUP and POST /admin/reload always do).") var watch = false
 
     func run() async throws {
-        let logger = bootstrapLogging(level: self.logLevel)
         guard let path = self.config ?? ProcessInfo.processInfo.environment["MULTIPLEXER_CONFIG"] else {
             throw ValidationError("give --config PATH or set MULTIPLEXER_CONFIG")
         }
@@ -54,10 +54,11 @@ struct Serve: AsyncParsableCommand {
             FileHandle.standardError.write(Data("\(error)\n".utf8))
             throw ExitCode(1)
         }
+        let logger = bootstrapLogging(level: self.logLevel, json: configuration.server.logFormat == .json)
         do {
             try await GatewayRunner.serve(
                 configuration: configuration, source: source, watch: self.watch, logger: logger, drain: .milliseconds(Int64(self.drainSeconds * 1000)),
-                shutdownTimeout: .milliseconds(Int64(self.shutdownTimeout * 1000)))
+                shutdownTimeout: .milliseconds(Int64(self.shutdownTimeout * 1000)), tracing: OTLPTracing.backend)
         } catch {
             logger.critical("gateway stopped", metadata: ["error": .string("\(error)")])
             throw ExitCode(1)

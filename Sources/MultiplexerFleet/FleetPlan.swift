@@ -99,6 +99,8 @@ public struct FleetPlan: Sendable {
     public var extraYAML = ""
     /// More arguments for every node's `multiplexer serve` (e.g. `--watch`).
     public var serveArguments: [String] = []
+    /// Extra environment variables of the gateway processes (e.g. `OTEL_BSP_SCHEDULE_DELAY`).
+    public var nodeEnvironment: [String: String] = [:]
 
     public init(providers: [Provider]) {
         self.providers = providers

@@ -213,7 +213,7 @@ public final class LocalFleet: Sendable {
                 "--drain-seconds", String(plan.drainSeconds),
             ] + (plan.shutdownTimeoutSeconds.map { ["--shutdown-timeout", String($0)] } ?? []) + plan.serveArguments,
             logPath: "\(directory)/\(id).log",
-            environment: ["NO_PROXY": "127.0.0.1,localhost", "no_proxy": "127.0.0.1,localhost"])
+            environment: ["NO_PROXY": "127.0.0.1,localhost", "no_proxy": "127.0.0.1,localhost"].merging(plan.nodeEnvironment) { $1 })
         return Node(id: id, port: port, process: process)
     }
 

@@ -41,7 +41,7 @@ struct BudgetFleetTests {
         plan.model = "demo"
         // 0.002 USD a day: about 34 of these requests (58 µUSD each once settled; 74 reserved while in flight).
         plan.extraYAML = "keys:\n  - { name: team, key: team-budget-key, budget: { daily_usd: 0.002 } }\n"
-        try await LocalFleet.run(plan) { [plan] fleet in
+        try await LocalFleet.run(plan) { fleet in
             let statuses = await Self.load(fleet, targets: fleet.nodes.map(\.url), total: 80, concurrency: 8, key: "team-budget-key")
             let served = statuses.filter { $0 == 200 }.count
             #expect(statuses.allSatisfy { $0 == 200 || $0 == 429 }, "\(Dictionary(grouping: statuses, by: { $0 }).mapValues(\.count))")

@@ -53,7 +53,7 @@ struct GatewayRouteTests {
             _ = try await f.chat()
             let metrics = try await f.request("/metrics", method: "GET").text
             #expect(metrics.contains(#"multiplexer_requests_total{model="m",provider="a",status="200"} 1"#))
-            #expect(metrics.contains("multiplexer_upstream_duration_seconds_bucket"))
+            #expect(metrics.contains("multiplexer_upstream_latency_seconds_bucket"))
             #expect(metrics.contains("multiplexer_store_admission_duration_seconds_count 1"))
             #expect(!metrics.contains("sk-test"), "no secret in metrics")
         }

@@ -1,8 +1,14 @@
+public import Tracing
+
 /// Routes one request over its model group's candidates: admission, the upstream call, outcome
 /// classification, settlement, cooldowns, failover and tier discipline (ARCHITECTURE §3).
 ///
 /// The router holds no mutable state of its own: everything shared lives in the ``QuotaStore``, so any
 /// number of routers (in any number of processes, over one Redis) cooperate.
+///
+/// With a ``tracer``, each admission is a `multiplexer.admission` span and each upstream attempt a `client`
+/// span (``AttemptTrace``), children of the task's current span context (`InstrumentationContext.current`);
+/// the ``observer`` is told of every attempt when it really ends.
 public struct Router<C: Clock>: Sendable where C.Duration == Duration {
     /// Providers and model groups.
     public let table: RoutingTable
@@ -11,6 +17,10 @@ public struct Router<C: Clock>: Sendable where C.Duration == Duration {
     private let clock: C
     private let random: any RandomSource
     private let wallClock: @Sendable () -> Double
+    /// Traces admissions and attempts; `nil`: no spans, no cost.
+    public let tracer: (any Tracer)?
+    /// Told of every attempt when it ends (the gateway's metrics).
+    public let observer: (any AttemptObserver)?
 
     /// - Parameters:
     ///   - table: providers and model groups.
@@ -18,13 +28,19 @@ public struct Router<C: Clock>: Sendable where C.Duration == Duration {
     ///   - clock: used to wait (for a primary to free up, between retries, for queued capacity).
     ///   - random: draws the weighted order and backoff jitter.
     ///   - wallClock: seconds since the Unix epoch, for `Retry-After: <HTTP-date>`.
+    ///   - tracer: traces admissions and upstream attempts (swift-distributed-tracing); `nil` for none.
+    ///   - observer: told of every upstream attempt when it ends.
     public init(
         table: RoutingTable,
         store: any QuotaStore,
         clock: C,
         random: any RandomSource = SystemRandomSource(),
-        wallClock: @escaping @Sendable () -> Double
+        wallClock: @escaping @Sendable () -> Double,
+        tracer: (any Tracer)? = nil,
+        observer: (any AttemptObserver)? = nil
     ) {
+        self.tracer = tracer
+        self.observer = observer
         self.table = table
         self.store = store
         self.clock = clock
@@ -82,6 +98,9 @@ public struct Router<C: Clock>: Sendable where C.Duration == Duration {
         var waited: Duration = .zero
         var lastFailure: AttemptRecord?
         let keyAdmission = key.map { KeyAdmission(name: $0.name, limits: $0.limits) }
+        let traced = self.tracer != nil || self.observer != nil
+        let parent = traced ? InstrumentationContext.current ?? .topLevel : .topLevel
+        let operation = traced ? transport.operationName(of: request) : ""
 
         while prior + attempts.count < group.maxAttempts {
             let remaining = fitting.filter { !excluded.contains($0.provider.name) }
@@ -100,7 +119,7 @@ public struct Router<C: Clock>: Sendable where C.Duration == Duration {
             )
 
             let reservation: Reservation
-            switch try await self.store.admit(admission) {
+            switch try await self.admit(admission, parent: parent) {
             case .admitted(let r):
                 reservation = r
             case .wait(let d):
@@ -134,7 +153,13 @@ public struct Router<C: Clock>: Sendable where C.Duration == Duration {
 
             let candidate = remaining[reservation.candidateIndex]
             let provider = candidate.provider
-            let attempt = UpstreamAttempt(provider: provider, tier: candidate.tier, number: prior + attempts.count + 1, reservation: reservation)
+            let number = prior + attempts.count + 1
+            let trace =
+                traced
+                ? AttemptTrace(
+                    tracer: self.tracer, parent: parent, operation: operation, provider: provider, tier: candidate.tier, number: number,
+                    key: reservation.key, continued: continuation != nil, observer: self.observer) : nil
+            let attempt = UpstreamAttempt(provider: provider, tier: candidate.tier, number: number, reservation: reservation, trace: trace)
             let began = self.clock.now
             let outcome: Outcome
             var response: UpstreamResponse<T.Body>?
@@ -159,6 +184,14 @@ public struct Router<C: Clock>: Sendable where C.Duration == Duration {
                 provider: provider.name, tier: candidate.tier, outcome: outcome, status: response?.status, error: error?.kind,
                 latency: began.duration(to: self.clock.now), exhaustedCooldown: exhaustedFor)
             attempts.append(record)
+            if let trace {
+                trace.responded(record)
+                trace.setResponseModel(response?.model)
+                // A served stream's attempt ends with the stream (its settlement); every other one ends now.
+                if !(outcome == .success && response?.settlesLater == true) {
+                    trace.end(AttemptOutcome(outcome, error: error?.kind), usage: outcome == .success ? response?.usage : nil)
+                }
+            }
 
             let settlement = Settlement(
                 reservation: reservation,
@@ -179,7 +212,7 @@ public struct Router<C: Clock>: Sendable where C.Duration == Duration {
                     var pending = settlement
                     pending.result = .abandoned
                     pending.exhaustedCooldown = nil
-                    return RouteResult(outcome: .served(served, PendingSettlement(store: self.store, template: pending)), attempts: attempts)
+                    return RouteResult(outcome: .served(served, PendingSettlement(store: self.store, template: pending, trace: trace)), attempts: attempts)
                 }
                 await self.store.settle(settlement)
                 return RouteResult(outcome: .served(served, nil), attempts: attempts)
@@ -240,6 +273,33 @@ public struct Router<C: Clock>: Sendable where C.Duration == Duration {
         }
         await self.store.record(ModelEvent(group: group.name, exhausted: true))
         return RouteResult(outcome: .exhausted(retryAfter: retryAfter, blocked: blocked), attempts: attempts)
+    }
+
+    /// The store's admission, as a `multiplexer.admission` span when tracing.
+    private func admit(_ admission: AdmissionRequest, parent: InstrumentationContext) async throws -> AdmissionDecision {
+        guard let tracer = self.tracer else { return try await self.store.admit(admission) }
+        let span = tracer.startSpan("multiplexer.admission", context: parent, ofKind: .internal)
+        span.attributes["multiplexer.candidates"] = admission.candidates.count
+        defer { span.end() }
+        let decision: AdmissionDecision
+        do {
+            decision = try await self.store.admit(admission)
+        } catch {
+            // The error's text may name hosts of the store: only its kind goes into the span.
+            span.attributes["error.type"] = String(describing: type(of: error))
+            span.setStatus(SpanStatus(code: .error, message: "the quota store did not answer"))
+            throw error
+        }
+        switch decision {
+        case .admitted(let r):
+            span.attributes["multiplexer.admission.decision"] = "admitted"
+            span.attributes["gen_ai.provider.name"] = r.provider
+        case .wait: span.attributes["multiplexer.admission.decision"] = "wait"
+        case .exhausted: span.attributes["multiplexer.admission.decision"] = "exhausted"
+        case .keyLimited: span.attributes["multiplexer.admission.decision"] = "key_limited"
+        case .keyOverBudget: span.attributes["multiplexer.admission.decision"] = "key_over_budget"
+        }
+        return decision
     }
 
     /// Runs `body` (an upstream call) while a child task renews the reservation's lease every
@@ -369,6 +429,17 @@ public struct AttemptRecord: Sendable, Hashable {
 public struct PendingSettlement: Sendable {
     let store: any QuotaStore
     let template: Settlement
+    /// The stream's attempt span and report: ended by the settlement, with how the stream really ended.
+    let trace: AttemptTrace?
+
+    init(store: any QuotaStore, template: Settlement, trace: AttemptTrace? = nil) {
+        self.store = store
+        self.template = template
+        self.trace = trace
+    }
+
+    /// The attempt's span and report (for marking the stream's first event).
+    public var attemptTrace: AttemptTrace? { self.trace }
 
     /// The reservation being held.
     public var reservation: Reservation { self.template.reservation }
@@ -385,6 +456,7 @@ public struct PendingSettlement: Sendable {
             e.continued = false
             s.modelEvent = e
         }
+        self.trace?.end(settled: result)
         await self.store.settle(s)
     }
 
@@ -393,14 +465,14 @@ public struct PendingSettlement: Sendable {
     public func withoutModelEvent() -> PendingSettlement {
         var t = self.template
         t.modelEvent = nil
-        return PendingSettlement(store: self.store, template: t)
+        return PendingSettlement(store: self.store, template: t, trace: self.trace)
     }
 
     /// This settlement with its request counted as continued (when it settles as a success).
     public func markedContinued() -> PendingSettlement {
         var t = self.template
         t.modelEvent?.continued = true
-        return PendingSettlement(store: self.store, template: t)
+        return PendingSettlement(store: self.store, template: t, trace: self.trace)
     }
 
     /// Counts a client request against its model group in the store that holds this settlement (for a

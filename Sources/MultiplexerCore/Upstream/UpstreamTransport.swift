@@ -13,6 +13,14 @@ public protocol UpstreamTransport: Sendable {
     /// For a stream, return once the first event has arrived (or throw `firstTokenTimeout`), with
     /// ``UpstreamResponse/settlesLater`` set: the caller settles when the stream ends.
     func send(_ request: Request, attempt: UpstreamAttempt) async throws(UpstreamError) -> UpstreamResponse<Body>
+
+    /// The OpenTelemetry GenAI operation name of `request` (`chat`, `text_completion`, `embeddings`, …): the
+    /// first word of its attempt spans' names. Defaults to `chat`.
+    func operationName(of request: Request) -> String
+}
+
+extension UpstreamTransport {
+    public func operationName(of request: Request) -> String { "chat" }
 }
 
 /// One attempt of one request on one provider.
@@ -22,12 +30,17 @@ public struct UpstreamAttempt: Sendable {
     /// 1 for the first attempt of the request.
     public var number: Int
     public var reservation: Reservation
+    /// The attempt's span and report, when the router traces or observes attempts: a transport sends its
+    /// ``AttemptTrace/propagation`` headers (the attempt span's `traceparent`), and marks a stream's first
+    /// event and the response's model on it.
+    public var trace: AttemptTrace?
 
-    public init(provider: Provider, tier: Tier, number: Int, reservation: Reservation) {
+    public init(provider: Provider, tier: Tier, number: Int, reservation: Reservation, trace: AttemptTrace? = nil) {
         self.provider = provider
         self.tier = tier
         self.number = number
         self.reservation = reservation
+        self.trace = trace
     }
 }
 
@@ -47,11 +60,14 @@ public struct UpstreamResponse<Body: Sendable>: Sendable {
     /// completion…), or `nil` when it is (and for every non-2xx). A 2xx with an invalid body is a failure
     /// of the provider, never a success (ARCHITECTURE §3 step 6).
     public var invalidBody: String?
+    /// The model id the response says it came from (a body's or a stream's first chunk's `model`), if any.
+    public var model: String?
 
     public init(
         status: Int, headers: UpstreamHeaders = [:], body: Body, errorCode: String? = nil, usage: TokenUsage? = nil,
-        settlesLater: Bool = false, invalidBody: String? = nil
+        settlesLater: Bool = false, invalidBody: String? = nil, model: String? = nil
     ) {
+        self.model = model
         self.status = status
         self.headers = headers
         self.body = body

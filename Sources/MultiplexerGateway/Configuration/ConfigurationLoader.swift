@@ -129,8 +129,36 @@ private final class Walker {
                 if key.count < 8 { self.fail("admin_key", a, "must be at least 8 characters") } else { c.adminKey = key }
             }
         }
+        if let t = top.take("tracing") { c.tracing = self.tracing(t, "tracing") }
         top.finish()
         return c
+    }
+
+    func tracing(_ node: Node, _ path: String) -> GatewayConfiguration.Tracing? {
+        guard let m = self.map(node, path) else { return nil }
+        var t: GatewayConfiguration.Tracing?
+        if let n = m.take("otlp_endpoint") {
+            if let url = self.string(n, path + ".otlp_endpoint", nonEmpty: true) {
+                let lower = url.lowercased()
+                if (lower.hasPrefix("http://") || lower.hasPrefix("https://")) && url.count > 8 && !url.contains(where: \.isWhitespace) {
+                    t = GatewayConfiguration.Tracing(otlpEndpoint: url)
+                } else {
+                    self.fail(path + ".otlp_endpoint", n, "must be an http:// or https:// URL, got '\(url.prefix(200))'")
+                }
+            }
+        } else {
+            self.fail(path + ".otlp_endpoint", node, "missing required key")
+        }
+        if let n = m.take("service_name"), let name = self.string(n, path + ".service_name", nonEmpty: true) { t?.serviceName = name }
+        if let n = m.take("sample_ratio"), let v = self.scalar(n, path + ".sample_ratio") {
+            if let d = Double(v), d.isFinite, (0...1).contains(d) {
+                t?.sampleRatio = d
+            } else {
+                self.fail(path + ".sample_ratio", n, "must be a number from 0 to 1, got '\(v.prefix(100))'")
+            }
+        }
+        m.finish()
+        return t
     }
 
     func server(_ node: Node, _ path: String) -> GatewayConfiguration.Server {
@@ -151,6 +179,13 @@ private final class Walker {
         }
         if let n = m.take("max_connections") {
             s.maxConnections = self.int(n, path + ".max_connections", 1...1_000_000) ?? s.maxConnections
+        }
+        if let n = m.take("log_format"), let v = self.string(n, path + ".log_format") {
+            if let f = GatewayConfiguration.LogFormat(rawValue: v) {
+                s.logFormat = f
+            } else {
+                self.fail(path + ".log_format", n, "must be text or json, got '\(v.prefix(100))'")
+            }
         }
         if let n = m.take("passthrough") {
             let items = self.list(n, path + ".passthrough")

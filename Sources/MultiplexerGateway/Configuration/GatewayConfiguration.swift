@@ -29,7 +29,36 @@ public struct GatewayConfiguration: Sendable, CustomStringConvertible {
         /// `passthrough`: `POST /v1/<op>` routed by the body's `model` besides chat/completions, completions and
         /// embeddings; any other `/v1` path answers 404 `unknown_route`.
         public var passthrough: [String] = ["responses", "messages", "moderations", "rerank", "images/generations", "audio/speech"]
+        /// `log_format`: `text` (one line per record, the README's shape) or `json` (one JSON object per line).
+        public var logFormat: LogFormat = .text
         public init() {}
+    }
+
+    /// How log records are written.
+    public enum LogFormat: String, Sendable, Hashable, CaseIterable {
+        case text
+        case json
+    }
+
+    /// `tracing:` — OpenTelemetry traces over OTLP/HTTP (protobuf).
+    public struct Tracing: Sendable, Hashable {
+        /// `otlp_endpoint`: the collector's base URL; spans go to `<otlp_endpoint>/v1/traces`.
+        public var otlpEndpoint: String
+        /// `service_name` (`service.name` of every span).
+        public var serviceName = "multiplexer"
+        /// `sample_ratio`: the share of the traces this node starts that are sampled (a client's `traceparent`
+        /// decides for the traces it continues).
+        public var sampleRatio = 1.0
+        public init(otlpEndpoint: String) {
+            self.otlpEndpoint = otlpEndpoint
+        }
+
+        /// Where spans are sent: the endpoint with `/v1/traces` appended.
+        public var tracesURL: String {
+            var base = Substring(self.otlpEndpoint)
+            while base.last == "/" { base.removeLast() }
+            return base + "/v1/traces"
+        }
     }
 
     /// How to reach Redis.
@@ -90,6 +119,8 @@ public struct GatewayConfiguration: Sendable, CustomStringConvertible {
     public var keysRequired = false
     /// Protects `/admin/*`; without it `/admin/*` is off.
     public var adminKey: String?
+    /// `tracing:`; absent: no traces.
+    public var tracing: Tracing?
     /// Valid but risky settings (e.g. `tls.verify: false`), each with its key path and line.
     public var warnings: [ConfigurationError.Problem] = []
 

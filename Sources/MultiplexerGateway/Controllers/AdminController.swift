@@ -25,6 +25,11 @@ struct AdminController: Sendable {
         router.get("/metrics") { _, _ in
             self.gateway.metrics.storeAvailable.set(self.gateway.redisStore.map { $0.availability == .connected ? 1.0 : 0.0 } ?? 1.0)
             self.gateway.metrics.upstreamPool(self.gateway.transport.client.statistics)
+            // Window use, fleet-wide: one read of the store per scrape (kept as last read when it fails).
+            let providers = self.gateway.configuration.providers.filter { $0.limits != .unlimited }
+            if !providers.isEmpty, let stats = try? await self.gateway.store.stats(StatsQuery(providers: providers.map(\.name), keys: [], models: [])) {
+                self.gateway.metrics.windowUse(stats, providers: providers)
+            }
             var h = HTTPFields()
             h[.contentType] = "text/plain; version=0.0.4"
             return Response(status: .ok, headers: h, body: .init(byteBuffer: ByteBuffer(bytes: self.gateway.metrics.registry.emitToBuffer())))

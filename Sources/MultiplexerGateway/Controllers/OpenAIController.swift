@@ -7,6 +7,7 @@ import MultiplexerRedis
 import MultiplexerUpstream
 import NIOCore
 import Prometheus
+import Tracing
 
 /// The OpenAI-compatible routes: every `POST /v1/<operation>` is routed over the model's providers, and
 /// `GET /v1/models` lists the model groups.
@@ -79,10 +80,19 @@ struct OpenAIController: Sendable {
         let requestID = client.requestID ?? self.gateway.nextRequestID()
         let operation = context.parameters.getCatchAll().joined(separator: "/")
         self.gateway.metrics.inFlight.increment()
+        let span = self.gateway.tracer.map { self.serverSpan($0, request: request, operation: operation) }
         // A client that goes away while the request waits (for a slot, for the provider's headers) cancels it.
         let (handled, clientGone) = await ClientWatch.run(context.channel) { () -> (Response, RequestLog) in
             var log = RequestLog(requestID: requestID, operation: operation, started: started)
-            let response = await self.serve(request, operation: operation, requestID: requestID, client: client, connection: context.channel, log: &log)
+            log.span = span
+            guard let span else {
+                let response = await self.serve(request, operation: operation, requestID: requestID, client: client, connection: context.channel, log: &log)
+                return (response, log)
+            }
+            // The admission and attempt spans are the server span's children.
+            let response = await InstrumentationContext.withValue(span.context) {
+                await self.serve(request, operation: operation, requestID: requestID, client: client, connection: context.channel, log: &log)
+            }
             return (response, log)
         }
         let (response, log) = handled
@@ -111,14 +121,79 @@ struct OpenAIController: Sendable {
         var continued = false
         /// A stream logs when it ends.
         var deferred = false
+        /// A stream's time from the request to its first event written to the client.
+        var timeToFirstToken: Duration?
+        /// The model id the serving provider answered with.
+        var responseModel: String?
+        /// The request's server span (tracing on), ended with the request.
+        var span: (any Span)?
+    }
+
+    /// The request's `server` span, named by method and route, continuing the client's `traceparent`.
+    func serverSpan(_ tracer: any Tracer, request: Request, operation: String) -> any Span {
+        var context = InstrumentationContext.topLevel
+        tracer.extract(request.headers, into: &context, using: HTTPFieldsExtractor())
+        let known = PathRules.routed.contains(operation) || self.gateway.configuration.server.passthrough.contains(operation)
+        let route = known ? "/v1/" + operation : "/v1/*"
+        let span = tracer.startSpan("POST " + route, context: context, ofKind: .server)
+        span.attributes["http.request.method"] = "POST"
+        span.attributes["http.route"] = route
+        if known { span.attributes["gen_ai.operation.name"] = OpenAIUpstreamTransport.operationName(path: operation) }
+        return span
     }
 
     func finish(_ log: RequestLog, status: Int) {
         let latency = log.started.duration(to: .now)
         self.gateway.metrics.request(model: log.group, provider: log.provider, status: status)
         if log.fallback { self.gateway.metrics.fallback(model: log.group) }
+        if let span = log.span { Self.end(span, log, status: status) }
         guard self.gateway.logger.logLevel <= .info else { return }
-        self.gateway.logger.info("\(Self.requestLine(log, status: status, latency: latency))")
+        if self.gateway.jsonLogs {
+            self.gateway.logger.info("request", metadata: Self.requestMetadata(log, status: status, latency: latency))
+        } else {
+            self.gateway.logger.info("\(Self.requestLine(log, status: status, latency: latency))")
+        }
+    }
+
+    /// Ends the server span with what the request came to (never a prompt, an answer or a key).
+    static func end(_ span: any Span, _ log: RequestLog, status: Int) {
+        span.attributes["http.response.status_code"] = status
+        span.attributes["multiplexer.request_id"] = log.requestID
+        if log.group != "-" { span.attributes["gen_ai.request.model"] = log.group }
+        if let m = log.responseModel { span.attributes["gen_ai.response.model"] = m }
+        if log.provider != "-" { span.attributes["gen_ai.provider.name"] = log.provider }
+        if let t = log.tokens {
+            span.attributes["gen_ai.usage.input_tokens"] = t.promptTokens
+            span.attributes["gen_ai.usage.output_tokens"] = t.completionTokens
+        }
+        if let ttft = log.timeToFirstToken { span.attributes["gen_ai.server.time_to_first_token"] = ttft.seconds }
+        span.attributes["multiplexer.attempts"] = log.attempts
+        if let k = log.key { span.attributes["multiplexer.key"] = k }
+        if log.fallback { span.attributes["multiplexer.fallback"] = true }
+        if log.providers.count > 1 { span.attributes["multiplexer.continued"] = log.continued }
+        if status >= 500 { span.setStatus(SpanStatus(code: .error, message: "HTTP \(status)")) }
+        span.end()
+    }
+
+    /// The request line's fields as log metadata (`server.log_format: json`): the same names as the text line.
+    static func requestMetadata(_ log: RequestLog, status: Int, latency: Duration) -> Logger.Metadata {
+        var m: Logger.Metadata = [
+            "request.id": .string(log.requestID), "gen_ai.request.model": .string(log.model), "gateway.model_group": .string(log.group),
+            "gateway.provider": .string(log.provider), "gateway.attempts": .stringConvertible(log.attempts),
+            "http.response.status_code": .stringConvertible(status), "duration_ms": .stringConvertible(latency.millisecondsRoundedUp),
+            "gateway.operation": .string(log.operation),
+        ]
+        if let t = log.tokens {
+            m["gen_ai.usage.input_tokens"] = .stringConvertible(t.promptTokens)
+            m["gen_ai.usage.output_tokens"] = .stringConvertible(t.completionTokens)
+        }
+        if let ttft = log.timeToFirstToken { m["ttft_ms"] = .stringConvertible(ttft.millisecondsRoundedUp) }
+        if let k = log.key { m["gateway.key"] = .string(k) }
+        if log.providers.count > 1 {
+            m["gateway.providers"] = .string(log.providers.joined(separator: ","))
+            m["gateway.continued"] = .stringConvertible(log.continued ? 1 : 0)
+        }
+        return m
     }
 
     /// The request's log line: `request` and `name=value` fields in a fixed order (those of the README's log
@@ -150,6 +225,7 @@ struct OpenAIController: Sendable {
             field("gen_ai.usage.input_tokens", String(t.promptTokens))
             field("gen_ai.usage.output_tokens", String(t.completionTokens))
         }
+        if let ttft = log.timeToFirstToken { field("ttft_ms", String(ttft.millisecondsRoundedUp)) }
         if let k = log.key { field("gateway.key", k) }
         if log.providers.count > 1 {
             field("gateway.providers", log.providers.joined(separator: ","))
@@ -182,6 +258,13 @@ struct OpenAIController: Sendable {
             status: 400,
             message: "The request reserves \(smallest) tokens (prompt + max_tokens), more than a token limit or a budget of every provider of '\(group.name)' (or of your key) allows; lower max_tokens or shorten the prompt.",
             type: "invalid_request_error", code: "request_too_large_for_limits", param: "max_tokens")
+    }
+
+    /// Reads a client's `traceparent` / `tracestate` for the tracer.
+    struct HTTPFieldsExtractor: Extractor {
+        func extract(key: String, from fields: HTTPFields) -> String? {
+            HTTPField.Name(key).flatMap { fields[$0] }
+        }
     }
 
     static let apiKeyHeader = HTTPField.Name("api-key")!
@@ -266,7 +349,6 @@ struct OpenAIController: Sendable {
         }
         log.attempts = result.attempts.count
         for a in result.attempts {
-            self.gateway.metrics.attempt(a)
             if a.outcome != .success { self.gateway.recentErrors.record(provider: a.provider, what: a.summary) }
             let cooldown: (String, Duration)?
             switch a.outcome {
@@ -299,6 +381,7 @@ struct OpenAIController: Sendable {
             log.fallback = served.tier == .fallback
             headers[Self.providerHeader] = served.provider.name
             log.tokens = served.response.usage
+            log.responseModel = served.response.model
             switch served.response.body {
             case .complete(let bytes):
                 headers[.contentType] = served.response.headers["content-type"] ?? "application/json"

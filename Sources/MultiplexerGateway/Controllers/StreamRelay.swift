@@ -127,6 +127,7 @@ struct StreamRelay: Sendable {
                     break
                 }
                 if usageOnly && !self.clientWantsUsage { continue }
+                if !usageOnly { owner.markFirstEvent() }
                 Self.frame(event, into: &out)
             }
             // Settled before the response ends: a client that has read the whole stream finds the
@@ -147,17 +148,17 @@ struct StreamRelay: Sendable {
             failure = error
         }
         await stream.settle(.abandoned)
-        self.finish(stream: stream, status: status)
+        self.finish(stream: stream, owner: owner, status: status)
         return failure
     }
 
     /// The request's log line, metrics and gauges, once per stream.
-    func finish(stream: ContinuingEventStream, status: Int) {
+    func finish(stream: ContinuingEventStream, owner: StreamOwner, status: Int) {
         var log = self.log
         log.tokens = stream.usage
         let gateway = self.controller.gateway
+        if let first = owner.firstEventWritten { log.timeToFirstToken = log.started.duration(to: first) }
         for a in stream.continuationAttempts {
-            gateway.metrics.attempt(a)
             if a.outcome != .success { gateway.recentErrors.record(provider: a.provider, what: a.summary) }
         }
         for p in stream.providers.dropLast() { gateway.recentErrors.record(provider: p, what: "stream broke mid-way; continued elsewhere") }
@@ -241,6 +242,7 @@ final class StreamOwner: Sendable {
         var started = false
         var timedOut = false
         var shuttingDown = false
+        var firstEvent: ContinuousClock.Instant?
     }
     private let state = Mutex(State())
     /// When the write in progress began (ns on the continuous clock since `origin`), 0 when none is.
@@ -263,6 +265,18 @@ final class StreamOwner: Sendable {
     var shuttingDown: Bool { self.state.withLock { $0.shuttingDown } }
 
     func markStarted() { self.state.withLock { $0.started = true } }
+
+    /// The first event to relay was taken (the first call counts): the client's time to first token.
+    func markFirstEvent() {
+        guard !self.sawFirstEvent.load(ordering: .relaxed) else { return }
+        self.sawFirstEvent.store(true, ordering: .relaxed)
+        let now = ContinuousClock.now
+        self.state.withLock { $0.firstEvent = now }
+    }
+    private let sawFirstEvent = Atomic<Bool>(false)
+
+    /// When the first event was taken for the client.
+    var firstEventWritten: ContinuousClock.Instant? { self.state.withLock { $0.firstEvent } }
 
     /// Writes `buffer` (or finishes the body for `nil`), timing the write for the watchdog.
     func write(_ buffer: ByteBuffer?, to writer: inout any ResponseBodyWriter) async throws {

@@ -1,4 +1,4 @@
-import MultiplexerCore
+public import MultiplexerCore
 import MultiplexerUpstream
 public import Prometheus
 import Synchronization
@@ -8,8 +8,17 @@ import Synchronization
 ///
 /// Series:
 /// - `multiplexer_requests_total{model, provider, status}` — client requests by final status
-/// - `multiplexer_upstream_attempts_total{provider, outcome}` — upstream attempts by outcome
-/// - `multiplexer_upstream_duration_seconds{provider}` — upstream latency (to headers, or whole stream)
+/// - `multiplexer_upstream_attempts_total{provider, outcome}` — upstream attempts by how they really ended
+///   (counted when they end: a stream when it ends, `broken_stream` if it broke after it was served)
+/// - `multiplexer_upstream_latency_seconds{provider}` — upstream latency: the whole response, or a stream's
+///   first event
+/// - `multiplexer_ttft_seconds{provider}` — a stream's time from the request to its first event
+/// - `multiplexer_tokens_total{provider, direction}` and `{key, direction}` — tokens (`input`, `output`) of the
+///   attempts this node ended: reported by the provider, or charged for a broken stream
+/// - `multiplexer_window_use_ratio{provider, window}` — use of each configured limit (`rpm`, `rpd`, `tpm`,
+///   `tpd`, `max_concurrent`, `daily_budget`) as a fraction, fleet-wide as this node last read it (at scrape)
+/// - `multiplexer_trace_spans_dropped_total` — spans the exporter dropped (queue full, export failed)
+/// - `multiplexer_build_info{version}` — 1
 /// - `multiplexer_fallbacks_total{model}` — requests served by the fallback tier
 /// - `multiplexer_stream_continuations_total{model, outcome}` — streams that broke mid-way and were continued
 ///   on another provider: `completed`, or `failed` (the continuation could not finish the answer)
@@ -24,12 +33,16 @@ import Synchronization
 /// - `multiplexer_client_connections` — client connections open on this node
 /// - `multiplexer_client_connections_closed_total{reason}` — client connections the gateway closed for a
 ///   timeout: `header_timeout`, `body_timeout`, `idle_timeout`
-public final class GatewayMetrics: Sendable {
+public final class GatewayMetrics: AttemptObserver, Sendable {
     /// The registry `/metrics` renders.
     public let registry: PrometheusCollectorRegistry
     /// Metric objects by their labels, so a request costs one dictionary lookup, not a registry call.
     private let counters = Mutex<[CounterKey: Counter]>([:])
     private let histograms = Mutex<[String: DurationHistogram]>([:])
+    private let ttftHistograms = Mutex<[String: DurationHistogram]>([:])
+    private let gauges = Mutex<[CounterKey: Gauge]>([:])
+    /// Spans the trace exporter dropped.
+    let spansDropped: Counter
     let inFlight: Gauge
     let storeAvailable: Gauge
     let admission: DurationHistogram
@@ -46,6 +59,10 @@ public final class GatewayMetrics: Sendable {
         .milliseconds(5), .milliseconds(10), .milliseconds(25), .milliseconds(50), .milliseconds(100), .milliseconds(250), .milliseconds(500),
         .seconds(1), .seconds(2), .seconds(5), .seconds(10), .seconds(30), .seconds(60), .seconds(120),
     ]
+    static let ttftBuckets: [Duration] = [
+        .milliseconds(25), .milliseconds(50), .milliseconds(100), .milliseconds(250), .milliseconds(500), .seconds(1), .milliseconds(1500),
+        .seconds(2), .seconds(3), .seconds(5), .seconds(10), .seconds(15), .seconds(30),
+    ]
     static let storeBuckets: [Duration] = [
         .microseconds(100), .microseconds(250), .microseconds(500), .milliseconds(1), .milliseconds(2), .milliseconds(5), .milliseconds(10),
         .milliseconds(25), .milliseconds(50), .milliseconds(100), .milliseconds(250),
@@ -56,7 +73,12 @@ public final class GatewayMetrics: Sendable {
     }
     static var requests: MetricNameDescriptor { name("requests", "total", "Client requests by model, serving provider and status") }
     static var attempts: MetricNameDescriptor { name("upstream_attempts", "total", "Upstream attempts by outcome") }
-    static var upstreamDuration: MetricNameDescriptor { name("upstream_duration", "seconds", "Upstream latency until the response (or first event)") }
+    static var upstreamLatency: MetricNameDescriptor { name("upstream_latency", "seconds", "Upstream latency until the whole response (a stream: its first event)") }
+    static var ttft: MetricNameDescriptor { name("ttft", "seconds", "Time from an upstream stream request to its first event") }
+    static var tokens: MetricNameDescriptor { name("tokens", "total", "Tokens of ended upstream attempts, by direction (input, output)") }
+    static var windowUse: MetricNameDescriptor {
+        name("window_use", "ratio", "Use of a provider's limit as a fraction of it, fleet-wide, as this node last read it")
+    }
     static var cooldowns: MetricNameDescriptor { name("cooldowns", "total", "Cooldowns set by this node") }
     static var fallbacks: MetricNameDescriptor { name("fallbacks", "total", "Requests served by the fallback tier") }
     static var continuations: MetricNameDescriptor {
@@ -82,6 +104,16 @@ public final class GatewayMetrics: Sendable {
             descriptor: Self.name("upstream_connection_waits", "total", "Upstream calls that waited for a free connection"), labels: [])
         self.connectionWaitSeconds = registry.makeCounter(
             descriptor: Self.name("upstream_connection_wait_seconds", "total", "Time upstream calls spent waiting for a connection"), labels: [])
+        self.spansDropped = registry.makeCounter(
+            descriptor: Self.name("trace_spans_dropped", "total", "Spans the trace exporter dropped (queue full or export failed)"), labels: [])
+        registry.makeGauge(
+            descriptor: Self.name("build", "info", "The gateway's version"), labels: [("version", MultiplexerVersion.current)]
+        ).set(1.0)
+    }
+
+    /// Counts spans the trace exporter dropped (`multiplexer_trace_spans_dropped_total`).
+    public func droppedSpans(_ n: Int) {
+        if n > 0 { self.spansDropped.increment(by: Int64(n)) }
     }
 
     /// Brings the upstream pool counters up to `statistics` (called when `/metrics` is scraped).
@@ -119,34 +151,91 @@ public final class GatewayMetrics: Sendable {
         }.increment()
     }
 
-    func attempt(_ a: AttemptRecord) {
-        let outcome: String
-        switch a.outcome {
-        case .success: outcome = "success"
-        case .rateLimited: outcome = "rate_limited"
-        case .failure: outcome = a.error?.rawValue ?? "server_error"
-        case .unauthorized: outcome = "unauthorized"
-        case .contextLengthExceeded: outcome = "context_length_exceeded"
-        case .clientError: outcome = "client_error"
-        case .cancelled: outcome = "cancelled"
+    /// The metrics label of an attempt's outcome: the error kind of a failure (`timeout`, `tls_failure`, …),
+    /// `broken_stream` for a served stream that broke.
+    static func label(_ a: AttemptRecord, _ end: AttemptEnd) -> String {
+        switch end.outcome {
+        case .brokenStream: return "broken_stream"
+        case .cancelled: return "cancelled"
+        default: break
         }
+        switch a.outcome {
+        case .success: return "success"
+        case .rateLimited: return "rate_limited"
+        case .failure: return a.error?.rawValue ?? "server_error"
+        case .unauthorized: return "unauthorized"
+        case .contextLengthExceeded: return "context_length_exceeded"
+        case .clientError: return "client_error"
+        case .cancelled: return "cancelled"
+        }
+    }
+
+    public func attemptEnded(_ a: AttemptRecord, _ end: AttemptEnd) {
+        let outcome = Self.label(a, end)
         self.counter(CounterKey(kind: 1, a: a.provider, b: outcome, c: 0)) {
             self.registry.makeCounter(descriptor: Self.attempts, labels: [("provider", a.provider), ("outcome", outcome)])
         }.increment()
-        let h: DurationHistogram
-        if let cached = self.histograms.withLock({ $0[a.provider] }) {
-            h = cached
-        } else {
-            h = self.registry.makeDurationHistogram(descriptor: Self.upstreamDuration, labels: [("provider", a.provider)], buckets: Self.latencyBuckets)
-            self.histograms.withLock { $0[a.provider] = h }
+        Self.histogram(a.provider, in: self.histograms) {
+            self.registry.makeDurationHistogram(descriptor: Self.upstreamLatency, labels: [("provider", a.provider)], buckets: Self.latencyBuckets)
+        }.record(a.latency)
+        if let ttft = end.timeToFirstToken {
+            Self.histogram(a.provider, in: self.ttftHistograms) {
+                self.registry.makeDurationHistogram(descriptor: Self.ttft, labels: [("provider", a.provider)], buckets: Self.ttftBuckets)
+            }.record(ttft)
         }
-        h.record(a.latency)
+        if let usage = end.usage {
+            self.tokens(kind: 7, label: "provider", a.provider, usage)
+            if let key = end.key { self.tokens(kind: 8, label: "key", key, usage) }
+        }
         switch a.outcome {
         case .rateLimited: self.cooldown(provider: a.provider, reason: "rate_limited")
         case .unauthorized: self.cooldown(provider: a.provider, reason: "unauthorized")
         default: break
         }
         if a.exhaustedCooldown != nil { self.cooldown(provider: a.provider, reason: CooldownReason.exhausted.rawValue) }
+    }
+
+    private static func histogram(_ name: String, in cache: borrowing Mutex<[String: DurationHistogram]>, _ make: () -> DurationHistogram) -> DurationHistogram {
+        if let cached = cache.withLock({ $0[name] }) { return cached }
+        let h = make()
+        cache.withLock { $0[name] = h }
+        return h
+    }
+
+    private func tokens(kind: UInt8, label: String, _ name: String, _ usage: TokenUsage) {
+        for (direction, n, slot) in [("input", usage.promptTokens, 0), ("output", usage.completionTokens, 1)] where n > 0 {
+            self.counter(CounterKey(kind: kind, a: name, b: "", c: slot)) {
+                self.registry.makeCounter(descriptor: Self.tokens, labels: [(label, name), ("direction", direction)])
+            }.increment(by: Int64(n))
+        }
+    }
+
+    /// Sets `multiplexer_window_use_ratio` from a stats snapshot, for every limit a provider has.
+    func windowUse(_ stats: FleetStats, providers: [MultiplexerCore.Provider]) {
+        let byName = Dictionary(stats.providers.map { ($0.name, $0) }, uniquingKeysWith: { a, _ in a })
+        for p in providers {
+            guard let s = byName[p.name] else { continue }
+            let l = p.limits
+            let windows: [(String, Int, Int64?)] = [
+                ("rpm", s.window.rpm, l.rpm.map(Int64.init)), ("rpd", s.window.rpd, l.rpd.map(Int64.init)),
+                ("tpm", s.window.tpm, l.tpm.map(Int64.init)), ("tpd", s.window.tpd, l.tpd.map(Int64.init)),
+                ("max_concurrent", s.window.inFlight, l.maxConcurrent.map(Int64.init)),
+                ("daily_budget", Int(s.spentToday), l.dailyBudgetMicroUSD),
+            ]
+            for (i, (window, used, limit)) in windows.enumerated() {
+                guard let limit, limit > 0 else { continue }
+                self.gauge(CounterKey(kind: 9, a: p.name, b: "", c: i)) {
+                    self.registry.makeGauge(descriptor: Self.windowUse, labels: [("provider", p.name), ("window", window)])
+                }.set(min(1, max(0, Double(used) / Double(limit))))
+            }
+        }
+    }
+
+    private func gauge(_ key: CounterKey, _ make: () -> Gauge) -> Gauge {
+        if let g = self.gauges.withLock({ $0[key] }) { return g }
+        let g = make()
+        self.gauges.withLock { $0[key] = g }
+        return g
     }
 
     func cooldown(provider: String, reason: String) {

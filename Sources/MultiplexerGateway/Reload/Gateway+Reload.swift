@@ -24,7 +24,9 @@ extension Gateway {
         if old.server.port != new.server.port { out.append("server.port") }
         if old.server.nodeID != new.server.nodeID { out.append("server.node_id") }
         if old.server.maxConnections != new.server.maxConnections { out.append("server.max_connections") }
+        if old.server.logFormat != new.server.logFormat { out.append("server.log_format") }
         if old.redis != new.redis { out.append("redis") }
+        if old.tracing != new.tracing { out.append("tracing") }
         return out
     }
 
@@ -55,7 +57,9 @@ extension Gateway {
             new.server.port = old.configuration.server.port
             new.server.nodeID = old.configuration.server.nodeID
             new.server.maxConnections = old.configuration.server.maxConnections
+            new.server.logFormat = old.configuration.server.logFormat
             new.redis = old.configuration.redis
+            new.tracing = old.configuration.tracing
             let table: RoutingTable
             do {
                 table = try new.routingTable()

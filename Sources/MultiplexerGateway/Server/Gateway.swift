@@ -4,6 +4,7 @@ public import Logging
 public import MultiplexerCore
 public import MultiplexerRedis
 public import MultiplexerUpstream
+public import Tracing
 
 /// Everything one gateway node needs to serve: configuration, the router, the quota store, the upstream
 /// client, key authentication, metrics and readiness. Routes call into it; it holds no per-request state.
@@ -20,6 +21,10 @@ public final class Gateway: Sendable {
     public let transport: OpenAIUpstreamTransport
     public let metrics: GatewayMetrics
     public let logger: Logger
+    /// Traces requests, admissions and upstream attempts (`tracing:`); `nil`: no spans.
+    public let tracer: (any Tracer)?
+    /// `server.log_format: json`: records are JSON objects (fixed at start).
+    let jsonLogs: Bool
     public let nodeID: String
     var keys: KeyAuthenticator { self.snapshot.keys }
     /// Client keys created at run time (`/admin/keys`, `multiplexer keys`): shared by every configuration.
@@ -42,9 +47,14 @@ public final class Gateway: Sendable {
     ///   - logger: the application's logger.
     ///   - store: overrides the store the configuration implies (tests).
     ///   - source: the file (and command-line overrides) a reload reads; `nil`: no reload.
+    ///   - tracer: traces requests (a server span each), admissions and upstream attempts; `nil`: none.
+    ///   - metrics: the node's metrics (made here when `nil`).
     public init(
-        configuration: GatewayConfiguration, client: CurlClient, logger: Logger, store: (any QuotaStore)? = nil, source: ConfigurationSource? = nil
+        configuration: GatewayConfiguration, client: CurlClient, logger: Logger, store: (any QuotaStore)? = nil, source: ConfigurationSource? = nil,
+        tracer: (any Tracer)? = nil, metrics: GatewayMetrics? = nil
     ) throws {
+        self.tracer = tracer
+        self.jsonLogs = configuration.server.logFormat == .json
         let table = try configuration.routingTable()
         self.source = source
         self.nodeID = configuration.server.nodeID ?? "\(ProcessInfo.processInfo.hostName)-\(getpid())"
@@ -69,10 +79,10 @@ public final class Gateway: Sendable {
             self.store = InMemoryQuotaStore()
             self.redisStore = nil
         }
-        self.metrics = GatewayMetrics()
+        self.metrics = metrics ?? GatewayMetrics()
         let router = Router(
             table: table, store: InstrumentedQuotaStore(base: self.store, metrics: self.metrics, logger: logger), clock: ContinuousClock(),
-            wallClock: { Date().timeIntervalSince1970 })
+            wallClock: { Date().timeIntervalSince1970 }, tracer: tracer, observer: self.metrics)
         self.current = Mutex(GatewaySnapshot(configuration: configuration, table: table, router: router, keys: KeyAuthenticator(keys: configuration.keys), generation: 1))
         self.transport = OpenAIUpstreamTransport(client: client)
         self.logger = logger
@@ -85,7 +95,7 @@ public final class Gateway: Sendable {
     func install(_ configuration: GatewayConfiguration, table: RoutingTable) -> GatewaySnapshot {
         let router = Router(
             table: table, store: InstrumentedQuotaStore(base: self.store, metrics: self.metrics, logger: self.logger), clock: ContinuousClock(),
-            wallClock: { Date().timeIntervalSince1970 })
+            wallClock: { Date().timeIntervalSince1970 }, tracer: self.tracer, observer: self.metrics)
         return self.current.withLock { s in
             s = GatewaySnapshot(configuration: configuration, table: table, router: router, keys: KeyAuthenticator(keys: configuration.keys), generation: s.generation + 1)
             return s

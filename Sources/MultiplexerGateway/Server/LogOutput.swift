@@ -1,5 +1,6 @@
 import Foundation
 public import Logging
+import MultiplexerCore
 import Synchronization
 
 #if canImport(Glibc)
@@ -102,18 +103,24 @@ public final class LogOutput: Sendable {
     }
 }
 
-/// A `LogHandler` in `StreamLogHandler`'s format (`time level label : key=value … message`, metadata sorted)
-/// that writes through a ``LogOutput``: cheap to call on the request path.
+/// A `LogHandler` that writes through a ``LogOutput``, cheap to call on the request path, in one of two
+/// formats (`server.log_format`):
+///
+/// - `text`: `StreamLogHandler`'s (`time level label : key=value … message`, metadata sorted);
+/// - `json`: one JSON object per line — `timestamp`, `level`, `logger`, `message`, then every metadata field
+///   by its name (integers as numbers, everything else as strings), for log shippers.
 public struct GatewayLogHandler: LogHandler {
     public var logLevel: Logger.Level = .info
     public var metadata: Logger.Metadata = [:]
     public var metadataProvider: Logger.MetadataProvider?
     private let label: String
     private let output: LogOutput
+    private let json: Bool
 
-    public init(label: String, output: LogOutput = .standardError) {
+    public init(label: String, output: LogOutput = .standardError, json: Bool = false) {
         self.label = label
         self.output = output
+        self.json = json
     }
 
     public subscript(metadataKey key: String) -> Logger.Metadata.Value? {
@@ -122,6 +129,7 @@ public struct GatewayLogHandler: LogHandler {
     }
 
     public func log(event: LogEvent) {
+        if self.json { return self.logJSON(event) }
         var line = String()
         line.reserveCapacity(256)
         Self.appendTimestamp(to: &line)
@@ -143,6 +151,34 @@ public struct GatewayLogHandler: LogHandler {
         }
         line += " "
         line += event.message.description
+        self.output.append(&line, urgent: event.level >= .warning)
+    }
+
+    private func logJSON(_ event: LogEvent) {
+        var line = "{\"timestamp\":\""
+        line.reserveCapacity(320)
+        Self.appendTimestamp(to: &line)
+        line += "\",\"level\":\""
+        line += event.level.rawValue
+        line += "\",\"logger\":"
+        JSONValue.writeString(self.label, into: &line)
+        line += ",\"message\":"
+        JSONValue.writeString(event.message.description, into: &line)
+        var all = self.metadata
+        if let provided = self.metadataProvider?.get() { all.merge(provided) { _, b in b } }
+        if let explicit = event.metadata { all.merge(explicit) { _, b in b } }
+        for (k, v) in all.sorted(by: { $0.key < $1.key }) where !["timestamp", "level", "logger", "message"].contains(k) {
+            line += ","
+            JSONValue.writeString(k, into: &line)
+            line += ":"
+            switch v {
+            case .stringConvertible(let c) where c is any BinaryInteger:
+                line += c.description
+            default:
+                JSONValue.writeString(v.description, into: &line)
+            }
+        }
+        line += "}"
         self.output.append(&line, urgent: event.level >= .warning)
     }
 

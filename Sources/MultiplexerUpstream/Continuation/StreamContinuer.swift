@@ -1,4 +1,5 @@
 public import MultiplexerCore
+import Tracing
 
 /// Routes the continuation of a chat stream that broke mid-way (ARCHITECTURE §3 step 7): the original
 /// request plus one trailing `assistant` message holding exactly the text already relayed, admitted like
@@ -23,8 +24,13 @@ public struct StreamContinuer: Sendable {
         self.group = group
         self.request = request
         self.cost = cost
+        // A continuation is routed long after the request's handler returned: its spans join the request's
+        // trace through the span context current now.
+        let context = InstrumentationContext.current
         self.route = { request, cost, continuation in
-            try await router.route(request, group: group, cost: cost, key: key, continuation: continuation, via: transport)
+            try await InstrumentationContext.withValue(context) {
+                try await router.route(request, group: group, cost: cost, key: key, continuation: continuation, via: transport)
+            }
         }
     }
 

@@ -17,6 +17,8 @@ public enum OpenAIResponseInspector {
         public var usage: TokenUsage?
         /// Why the body is not what the operation promises; `nil` when it is.
         public var invalid: String?
+        /// The body's `model`, if any.
+        public var model: String?
     }
 
     /// Checks a 2xx non-stream body against what `operation` returns, and reads its usage, in one pass.
@@ -45,14 +47,15 @@ public enum OpenAIResponseInspector {
         guard !body.allSatisfy({ $0 == 0x20 || $0 == 0x09 || $0 == 0x0A || $0 == 0x0D }) else {
             return SuccessBody(usage: nil, invalid: "the body is empty")
         }
-        guard let object = JSONParser.object(decoding: ["usage"], in: body) else {
+        guard let object = JSONParser.object(decoding: ["usage", "model"], in: body) else {
             return SuccessBody(usage: nil, invalid: "the body is not a JSON object")
         }
         let usage = object.decoded["usage"].flatMap(Self.usage(from:))
+        let model = object.decoded["model"]?.stringValue
         if let required, object.kinds[required] != .array {
-            return SuccessBody(usage: usage, invalid: "the body has no '\(required)' array")
+            return SuccessBody(usage: usage, invalid: "the body has no '\(required)' array", model: model)
         }
-        return SuccessBody(usage: usage, invalid: nil)
+        return SuccessBody(usage: usage, invalid: nil, model: model)
     }
 
     /// Whether a content type is JSON: `application/json` or a `+json` suffix, parameters ignored.

@@ -84,7 +84,25 @@ public struct OpenAIUpstreamTransport: UpstreamTransport {
     }
 
     public func send(_ request: OpenAIUpstreamRequest, attempt: UpstreamAttempt) async throws(UpstreamError) -> UpstreamResponse<OpenAIUpstreamBody> {
-        try await self.send(request, to: attempt.provider)
+        try await self.send(request, to: attempt.provider, trace: attempt.trace)
+    }
+
+    /// The GenAI operation name of a path: `chat` (`chat/completions`, `responses`, `messages`),
+    /// `text_completion`, `embeddings`; any other path as it is.
+    public func operationName(of request: OpenAIUpstreamRequest) -> String {
+        Self.operationName(path: request.path)
+    }
+
+    /// The GenAI operation name of an operation path (see ``operationName(of:)``).
+    public static func operationName(path: String) -> String {
+        var p = Substring(path)
+        while p.first == "/" { p.removeFirst() }
+        switch p {
+        case "chat/completions", "responses", "messages": return "chat"
+        case "completions": return "text_completion"
+        case "embeddings": return "embeddings"
+        default: return String(p)
+        }
     }
 
     /// Sends `request` to `provider` (what ``send(_:attempt:)`` does for the attempt's provider).
@@ -92,11 +110,16 @@ public struct OpenAIUpstreamTransport: UpstreamTransport {
     /// - Parameters:
     ///   - request: the operation and body.
     ///   - provider: where to send it, with which credential and timeouts.
-    public func send(_ request: OpenAIUpstreamRequest, to provider: Provider) async throws(UpstreamError) -> UpstreamResponse<OpenAIUpstreamBody> {
-        let http = Self.makeHTTPRequest(request, provider: provider)
+    ///   - trace: the attempt's span: its `traceparent` replaces the client's, and a stream's first event is
+    ///     marked on it.
+    public func send(
+        _ request: OpenAIUpstreamRequest, to provider: Provider, trace: AttemptTrace? = nil
+    ) async throws(UpstreamError) -> UpstreamResponse<OpenAIUpstreamBody> {
+        let http = Self.makeHTTPRequest(request, provider: provider, propagation: trace?.propagation ?? [])
         do {
             return request.stream
-                ? try await self.sendStreaming(http, operation: request.path) : try await self.sendBuffered(http, operation: request.path)
+                ? try await self.sendStreaming(http, operation: request.path, trace: trace)
+                : try await self.sendBuffered(http, operation: request.path)
         } catch {
             throw Self.redacting(provider.apiKey, in: error)
         }
@@ -107,7 +130,9 @@ public struct OpenAIUpstreamTransport: UpstreamTransport {
         return Self.complete(status: response.status, headers: response.headers, body: response.body, operation: operation)
     }
 
-    private func sendStreaming(_ http: UpstreamHTTPRequest, operation: String) async throws(UpstreamError) -> UpstreamResponse<OpenAIUpstreamBody> {
+    private func sendStreaming(
+        _ http: UpstreamHTTPRequest, operation: String, trace: AttemptTrace?
+    ) async throws(UpstreamError) -> UpstreamResponse<OpenAIUpstreamBody> {
         let response = try await self.client.stream(http)
         let isEventStream = response.headers["content-type"]?.lowercased().hasPrefix("text/event-stream") ?? true
         guard (200..<300).contains(response.status), isEventStream else {
@@ -119,14 +144,19 @@ public struct OpenAIUpstreamTransport: UpstreamTransport {
         guard let first = try await events.next() else {
             throw UpstreamError(.invalidResponse, message: "the stream closed before its first event")
         }
+        trace?.markFirstEvent()
         // Nothing has reached the client yet: a first event that is not JSON (nor the end marker) is a broken
         // answer the router can still fail over from. Later events are relayed as they come.
-        guard first.data == "[DONE]" || JSONParser.object(decoding: [], in: Array(first.data.utf8)) != nil else {
-            throw UpstreamError(.invalidResponse, message: "the stream's first event is not JSON")
+        var model: String?
+        if first.data != "[DONE]" {
+            guard let object = JSONParser.object(decoding: ["model"], in: Array(first.data.utf8)) else {
+                throw UpstreamError(.invalidResponse, message: "the stream's first event is not JSON")
+            }
+            model = object.decoded["model"]?.stringValue
         }
         return UpstreamResponse(
             status: response.status, headers: response.headers, body: .events(SSEEventStream(resuming: events, prepending: first)),
-            settlesLater: true)
+            settlesLater: true, model: model)
     }
 
     /// A whole response. A 2xx body is checked against what the operation returns
@@ -137,7 +167,8 @@ public struct OpenAIUpstreamTransport: UpstreamTransport {
             return UpstreamResponse(status: status, headers: headers, body: .complete(body), errorCode: OpenAIResponseInspector.errorCode(in: body))
         }
         let inspected = OpenAIResponseInspector.inspectSuccess(body, operation: operation, contentType: headers["content-type"])
-        return UpstreamResponse(status: status, headers: headers, body: .complete(body), usage: inspected.usage, invalidBody: inspected.invalid)
+        return UpstreamResponse(
+            status: status, headers: headers, body: .complete(body), usage: inspected.usage, invalidBody: inspected.invalid, model: inspected.model)
     }
 
     /// The HTTP request for `request` on `provider`.
@@ -145,7 +176,10 @@ public struct OpenAIUpstreamTransport: UpstreamTransport {
     /// - Parameters:
     ///   - request: the operation and body.
     ///   - provider: the target provider.
-    public static func makeHTTPRequest(_ request: OpenAIUpstreamRequest, provider: Provider) -> UpstreamHTTPRequest {
+    ///   - propagation: the attempt span's `traceparent` (and `tracestate`): sent instead of the client's.
+    public static func makeHTTPRequest(
+        _ request: OpenAIUpstreamRequest, provider: Provider, propagation: [(name: String, value: String)] = []
+    ) -> UpstreamHTTPRequest {
         var base = Substring(provider.baseURL)
         while base.last == "/" { base.removeLast() }
         var path = Substring(request.path)
@@ -165,8 +199,14 @@ public struct OpenAIUpstreamTransport: UpstreamTransport {
         }
         var forwarded = request.forwardedHeaders.fields
         if provider.forwardClientHeaders { forwarded += request.accountHeaders.fields }
+        let propagated = Set(propagation.map { $0.name.lowercased() })
         for field in forwarded where Self.mayForward(field) && !customNames.contains(field.name.lowercased()) {
+            // With tracing on, the attempt's own span context replaces the client's (same trace id).
+            if !propagated.isEmpty && (field.name.lowercased() == "traceparent" || field.name.lowercased() == "tracestate") { continue }
             headers.add(name: field.name, value: field.value)
+        }
+        for (name, value) in propagation where !customNames.contains(name.lowercased()) {
+            headers.add(name: name, value: value)
         }
         for (name, value) in custom {
             headers.add(name: name, value: value)
