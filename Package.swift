@@ -218,6 +218,8 @@ let package = Package(
                 "Multiplexer", "MultiplexerCore", "MultiplexerRedis", "MultiplexerUpstream", "MultiplexerGateway", "MultiplexerMockProvider",
                 "MultiplexerTestSupport",
                 .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "Tracing", package: "swift-distributed-tracing"),
+                .product(name: "InMemoryTracing", package: "swift-distributed-tracing"),
             ],
             swiftSettings: swiftSettings
         ),

@@ -50,6 +50,7 @@ extension Multiplexer {
         }
         let cost = TokenEstimator.cost(of: body, operation: operation)
         let result: RouteResult<OpenAIUpstreamBody>
+        var callContext = InstrumentationContext.current
         do {
             if let tracer = self.tracer {
                 // One span per call, the parent of its admission and attempt spans.
@@ -58,6 +59,7 @@ extension Multiplexer {
                 span.attributes["gen_ai.operation.name"] = OpenAIUpstreamTransport.operationName(path: operation)
                 span.attributes["gen_ai.request.model"] = routing.group.name
                 defer { span.end() }
+                callContext = span.context
                 do {
                     result = try await InstrumentationContext.withValue(span.context) {
                         try await routing.router.route(upstream, group: routing.group, cost: cost, key: self.budgetKey, via: self.transport)
@@ -89,7 +91,9 @@ extension Multiplexer {
             }
             let continuer =
                 stream && operation == "chat/completions"
-                ? StreamContinuer(router: routing.router, request: upstream, group: routing.group, cost: cost, key: self.budgetKey, transport: self.transport) : nil
+                ? StreamContinuer(
+                    router: routing.router, request: upstream, group: routing.group, cost: cost, key: self.budgetKey, transport: self.transport,
+                    context: callContext) : nil
             return Dispatched(
                 response: served.response, pending: pending, entry: e, continuer: continuer, cost: cost, attempts: result.attempts.count,
                 declaresTools: ["tools", "functions"].contains { (members[$0].map { $0 != .null && $0.arrayValue?.isEmpty != true }) ?? false },

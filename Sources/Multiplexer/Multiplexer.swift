@@ -304,6 +304,7 @@ public final class Multiplexer: Sendable {
     /// - Parameters:
     ///   - store: where limits, cooldowns and counters live.
     ///   - configuration: routing settings.
+    ///   - tracer: traces every call (see ``init(store:configuration:tracer:)``).
     ///   - isolation: the caller's actor isolation (inherited).
     ///   - body: registers models and makes calls.
     /// - Returns: what `body` returns.
@@ -311,10 +312,11 @@ public final class Multiplexer: Sendable {
     public static func withMultiplexer<Result: Sendable>(
         store: Store = .inMemory,
         configuration: Configuration = Configuration(),
+        tracer: (any Tracer)? = nil,
         isolation: isolated (any Actor)? = #isolation,
         _ body: (Multiplexer) async throws -> Result
     ) async throws -> Result {
-        let mux = try Multiplexer(store: store, configuration: configuration)
+        let mux = try Multiplexer(store: store, configuration: configuration, tracer: tracer)
         return try await withThrowingTaskGroup(of: Void.self, returning: Result.self) { group in
             group.addTask { await mux.run() }
             defer { mux.shutdown() }

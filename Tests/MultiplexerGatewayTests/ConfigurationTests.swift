@@ -77,6 +77,11 @@ struct ConfigurationTests {
             key_sha256: 9F86D081884C7D659A2FEAA0C55AD015A3BF4F1B2B0B822CD15D6C15B0F00A08
 
         admin_key: ${MULTIPLEXER_ADMIN_KEY}
+
+        tracing:
+          otlp_endpoint: http://otel-collector:4318
+          service_name: multiplexer
+          sample_ratio: 1.0
         """
 
     static let env = ["HOSTNAME": "gw-1", "GROQ_API_KEY": "gsk-secret-1", "TEAM_A_KEY": "team-a-secret", "MULTIPLEXER_ADMIN_KEY": "admin-secret-123"]
@@ -105,6 +110,8 @@ struct ConfigurationTests {
         #expect(c.keys[0].secret == .plain("team-a-secret") && c.keys[0].limits == KeyLimits(rpm: 600, tpm: 200_000) && c.keys[0].models == ["llama-70b"])
         #expect(c.keys[1].secret == .sha256("9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08"))
         #expect(c.adminKey == "admin-secret-123")
+        #expect(c.tracing?.tracesURL == "http://otel-collector:4318/v1/traces" && c.tracing?.serviceName == "multiplexer" && c.tracing?.sampleRatio == 1)
+        #expect(c.server.logFormat == .text)
         let table = try c.routingTable()
         #expect(table.group(forModel: "gpt-4o-mini")?.name == "llama-70b")
         #expect(table.group(forModel: "placeholder")?.name == "llama-70b")
@@ -196,6 +203,40 @@ struct ConfigurationTests {
             return p.contains { $0.hasPrefix("line 2: ") && $0.contains("server.header_timeout_seconds: ") }
                 && p.contains { $0.hasPrefix("line 3: ") && $0.contains("server.idle_timeout_seconds: ") }
                 && p.contains { $0.hasPrefix("line 4: ") && $0.contains("server.max_connections: ") }
+        }
+    }
+
+    @Test func tracingAndTheLogFormatLoadAndReportBadValuesWithTheirPathAndLine() throws {
+        let models = """
+            providers:
+              - { name: a, base_url: "http://127.0.0.1:9000/v1", model: m }
+            models:
+              - { name: m, primary: [{ provider: a }] }
+            """
+        let none = try ConfigurationLoader.parse(yaml: models, environment: [:])
+        #expect(none.tracing == nil && none.server.logFormat == .text)
+        let set = try ConfigurationLoader.parse(
+            yaml: "server:\n  log_format: json\n" + models + "\ntracing:\n  otlp_endpoint: https://collector.example:4318/\n  sample_ratio: 0.25\n",
+            environment: [:])
+        #expect(set.server.logFormat == .json)
+        #expect(set.tracing?.tracesURL == "https://collector.example:4318/v1/traces", "a trailing slash is not doubled")
+        #expect(set.tracing?.sampleRatio == 0.25 && set.tracing?.serviceName == "multiplexer")
+        #expect {
+            try ConfigurationLoader.parse(
+                yaml: "server:\n  log_format: xml\n" + models + "\ntracing:\n  otlp_endpoint: collector:4318\n  sample_ratio: 2\n  exporter: grpc\n",
+                environment: [:])
+        } throws: { error in
+            guard let e = error as? ConfigurationError else { return false }
+            let p = e.problems.map(\.description)
+            return p.contains { $0.hasPrefix("line 2: ") && $0.contains("server.log_format: ") }
+                && p.contains { $0.hasPrefix("line 8: ") && $0.contains("tracing.otlp_endpoint: must be an http:// or https:// URL") }
+                && p.contains { $0.hasPrefix("line 9: ") && $0.contains("tracing.sample_ratio: ") }
+                && p.contains { $0.contains("tracing.exporter") }
+        }
+        #expect {
+            try ConfigurationLoader.parse(yaml: models + "\ntracing:\n  service_name: x\n", environment: [:])
+        } throws: { error in
+            (error as? ConfigurationError)?.problems.map(\.description).contains { $0.contains("tracing.otlp_endpoint: missing required key") } ?? false
         }
     }
 

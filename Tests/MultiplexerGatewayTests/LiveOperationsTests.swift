@@ -33,6 +33,13 @@ struct LiveOperationsTests {
             moved.server.port = 1
             let r2 = f.gateway.reload(to: moved)
             #expect(r2.applied && r2.restartRequired == ["server.port"] && f.gateway.configuration.server.port != 1)
+            // The tracer and the log format are made at start.
+            var traced = next
+            traced.tracing = .init(otlpEndpoint: "http://127.0.0.1:4318")
+            traced.server.logFormat = .json
+            let r3 = f.gateway.reload(to: traced)
+            #expect(r3.applied && r3.restartRequired == ["server.log_format", "tracing"], "\(r3.restartRequired)")
+            #expect(f.gateway.configuration.tracing == nil && f.gateway.configuration.server.logFormat == .text)
             // A node built from a value (no file) refuses /admin/reload with an OpenAI-shaped error and the reason.
             let refused = try await f.request("/admin/reload", body: "{}", headers: Self.admin)
             #expect(refused.status == 400 && refused.errorCode == "invalid_configuration" && refused.text.contains(#""errors":[{"path":"""#), "\(refused.text)")

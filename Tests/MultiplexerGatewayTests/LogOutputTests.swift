@@ -70,6 +70,30 @@ struct LogOutputTests {
 
     /// A destination that stops draining never blocks the caller: lines beyond the buffer's bound are
     /// dropped, and their number is written once the destination drains again.
+    @Test func jsonLinesAreOneObjectEachWithIntegersAsNumbersAndNoForgedFields() throws {
+        let pipe = try Pipe()
+        let output = LogOutput(fileDescriptor: pipe.writeEnd)
+        var logger = Logger(label: "test") { GatewayLogHandler(label: $0, output: output, json: true) }
+        logger.logLevel = .info
+        var log = OpenAIController.RequestLog(requestID: "req-1", operation: "chat/completions", started: .now)
+        log.model = "evil\",\"level\":\"critical\nsecond line\u{2028}"
+        log.tokens = TokenUsage(promptTokens: 12, completionTokens: 7)
+        log.timeToFirstToken = .milliseconds(250)
+        logger.info("request", metadata: OpenAIController.requestMetadata(log, status: 200, latency: .milliseconds(412)))
+        logger.warning("quote \" and \\ backslash", metadata: ["nested": ["a": "1"]])
+        let lines = pipe.read(timeout: .zero) { _ in true }.split(separator: "\n").map(String.init)
+        #expect(lines.count == 2, "\(lines)")
+        let objects = lines.compactMap { (try? JSONSerialization.jsonObject(with: Data($0.utf8))) as? [String: Any] }
+        #expect(objects.count == 2, "each line is one JSON object: \(lines)")
+        let request = try #require(objects.first)
+        #expect(request["level"] as? String == "info" && request["message"] as? String == "request" && request["logger"] as? String == "test")
+        #expect(request["gen_ai.request.model"] as? String == "evil\",\"level\":\"critical\nsecond line\u{2028}", "a client's text stays one string")
+        #expect(request["gen_ai.usage.input_tokens"] as? Int == 12 && request["gen_ai.usage.output_tokens"] as? Int == 7)
+        #expect(request["http.response.status_code"] as? Int == 200 && request["duration_ms"] as? Int == 412 && request["ttft_ms"] as? Int == 250)
+        #expect(objects.last?["message"] as? String == "quote \" and \\ backslash")
+        #expect(objects.last?["nested"] is String)
+    }
+
     @Test func aBlockedOutputDropsAndCountsLinesInsteadOfBlocking() throws {
         let pipe = try Pipe()
         // Fill the pipe so the writer thread's next write blocks.

@@ -87,7 +87,7 @@ public final class AttemptTrace: Sendable {
             span.attributes["gen_ai.operation.name"] = operation
             span.attributes["gen_ai.request.model"] = provider.model
             span.attributes["gen_ai.provider.name"] = provider.name
-            span.attributes["multiplexer.tier"] = tier.rawValue
+            span.attributes["multiplexer.tier"] = tier == .primary ? "primary" : "fallback"
             span.attributes["multiplexer.attempt"] = number
             span.attributes["multiplexer.continued"] = continued
             if let host = Self.host(of: provider.baseURL) { span.attributes["server.address"] = host }

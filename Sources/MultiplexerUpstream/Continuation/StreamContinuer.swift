@@ -1,5 +1,5 @@
 public import MultiplexerCore
-import Tracing
+public import Tracing
 
 /// Routes the continuation of a chat stream that broke mid-way (ARCHITECTURE §3 step 7): the original
 /// request plus one trailing `assistant` message holding exactly the text already relayed, admitted like
@@ -18,15 +18,16 @@ public struct StreamContinuer: Sendable {
     ///   - cost: the original request's cost.
     ///   - key: the client key, if any (its limits apply to the continuation too).
     ///   - transport: the upstream client.
+    ///   - context: the span context continuations are traced under (the request's span).
     public init<C: Clock>(
-        router: Router<C>, request: OpenAIUpstreamRequest, group: ModelGroup, cost: RequestCost, key: ClientKey?, transport: OpenAIUpstreamTransport
+        router: Router<C>, request: OpenAIUpstreamRequest, group: ModelGroup, cost: RequestCost, key: ClientKey?, transport: OpenAIUpstreamTransport,
+        context: InstrumentationContext? = InstrumentationContext.current
     ) where C.Duration == Duration {
         self.group = group
         self.request = request
         self.cost = cost
         // A continuation is routed long after the request's handler returned: its spans join the request's
-        // trace through the span context current now.
-        let context = InstrumentationContext.current
+        // trace through the span context given here.
         self.route = { request, cost, continuation in
             try await InstrumentationContext.withValue(context) {
                 try await router.route(request, group: group, cost: cost, key: key, continuation: continuation, via: transport)
