@@ -126,6 +126,26 @@ struct DeploymentFilesTests {
         #expect(local.contains("proxy_next_upstream error timeout;") && local.contains("proxy_buffering off;") && !local.contains("non_idempotent"))
     }
 
+    // MARK: Prometheus alerts
+
+    /// The three alerts of docs/observability.md: valid rules, and each fires on the synthetic series of its unit
+    /// test (and not before its `for`), by Prometheus's own `promtool`. Every metric they name is one the gateway
+    /// exports.
+    @Test func theAlertRulesPassPromtoolsCheckAndTheirUnitTests() throws {
+        let promtool = try #require(ManagedProcess.which("promtool"), "promtool (Debian's prometheus package; scripts/install-deps.sh)")
+        let dir = Self.root + "/deploy/prometheus"
+        let check = try TracingFleetTests.run(promtool, ["check", "rules", dir + "/alerts.yml"], stdin: "/dev/null")
+        #expect(check.0 == 0 && check.1.contains("SUCCESS: 3 rules found"), "\(check.1)")
+        let test = try TracingFleetTests.run(promtool, ["test", "rules", dir + "/alerts-test.yml"], stdin: "/dev/null")
+        #expect(test.0 == 0 && test.1.contains("SUCCESS"), "\(test.1)")
+        let rules = try Self.text("deploy/prometheus/alerts.yml")
+        let named = Set(rules.matches(of: /multiplexer_[a-z_]+/).map { String($0.output) })
+        let metrics = try Self.text("Sources/MultiplexerGateway/Metrics/GatewayMetrics.swift")
+        for m in named {
+            #expect(metrics.contains("`\(m)"), "\(m) is a series the gateway exports")
+        }
+    }
+
     // MARK: Kubernetes
 
     @Test func kubernetesManifestsProbeTheRoutesAndPortTheGatewayServes() throws {
