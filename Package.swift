@@ -184,7 +184,7 @@ let package = Package(
         // MARK: Tests
         .testTarget(
             name: "MultiplexerCoreTests",
-            dependencies: ["MultiplexerCore"],
+            dependencies: ["MultiplexerCore", .product(name: "Tracing", package: "swift-distributed-tracing")],
             swiftSettings: swiftSettings
         ),
         .testTarget(

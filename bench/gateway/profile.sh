@@ -6,14 +6,19 @@
 #   STORE=redis C=64 DURATION=8 bench/gateway/profile.sh     # prints the top symbols; perf.data in $OUT
 #   PERF=0 STORE=memory|redis|hop bench/gateway/profile.sh    # CPU µs/request of each process instead
 #                                                             # (hop: the nginx proxy_pass hop in the gateway's place)
+#   TRACING=1 ...                                             # with `tracing:` (every request sampled; spans
+#                                                             # exported to the nginx upstream, which answers 200)
+#   BIN=/path/to/multiplexer ...                              # that binary, not built here (A/B runs)
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 ROOT=$PWD
 STORE=${STORE:-redis}; C=${C:-64}; DURATION=${DURATION:-8}; MODE=${MODE:-plain}
 OUT=${OUT:-$ROOT/bench/gateway/results/profile-$STORE-c$C}
 mkdir -p "$OUT"
-swift build -c release --product multiplexer 2>&1 | tail -1
-BIN=$ROOT/.build/release/multiplexer
+if [ -z "${BIN:-}" ]; then
+  swift build -c release --product multiplexer 2>&1 | tail -1
+  BIN=$ROOT/.build/release/multiplexer
+fi
 DIR=$(mktemp -d /tmp/mux-prof.XXXXXX)
 PIDS=()
 cleanup() { for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; rm -rf "$DIR"; }
@@ -33,6 +38,9 @@ if [ "$STORE" = redis ]; then
   wait_port "$REDIS"
 fi
 gateway_config "$GW" profile "$UP" "$([ "$STORE" = redis ] && echo "$REDIS")" > "$DIR/gw.yaml"
+if [ "${TRACING:-0}" = 1 ]; then
+  printf 'tracing:\n  otlp_endpoint: http://127.0.0.1:%s/otlp\n  sample_ratio: 1.0\n' "$UP" >> "$DIR/gw.yaml"
+fi
 if [ "$STORE" = hop ]; then
   wait_port "$UP"; wait_port "$GW"
   GW_PID=$(pgrep -f "nginx: worker process" -P "$(cat "$DIR/proxy.pid")" | head -1)

@@ -46,9 +46,16 @@ public enum GatewayRunner {
         var backend: TracingBackend?
         if let t = configuration.tracing {
             if let tracing {
-                backend = try tracing(t, metrics, logger)
-                logger.info(
-                    "tracing: spans go to \(t.tracesURL)", metadata: ["sample_ratio": .stringConvertible(t.sampleRatio), "service.name": .string(t.serviceName)])
+                // Traces are never a reason not to serve: an exporter that cannot start (OTEL_SDK_DISABLED, a bad
+                // OTEL_* variable) is logged and the node serves without spans.
+                do {
+                    backend = try tracing(t, metrics, logger)
+                    logger.info(
+                        "tracing: spans go to \(t.tracesURL)",
+                        metadata: ["sample_ratio": .stringConvertible(t.sampleRatio), "service.name": .string(t.serviceName)])
+                } catch {
+                    logger.error("tracing: the exporter could not start; serving without traces", metadata: ["error": .string("\(error)")])
+                }
             } else {
                 logger.warning("tracing: this build has no trace exporter; no spans are exported")
             }
