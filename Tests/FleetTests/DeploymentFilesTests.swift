@@ -299,15 +299,6 @@ struct DeploymentFilesTests {
     }
 
     static func help(_ args: [String]) throws -> String {
-        let p = Process()
-        p.executableURL = URL(fileURLWithPath: try LocalFleet.locateBinary())
-        p.arguments = args + ["--help"]
-        let out = Pipe()
-        p.standardOutput = out
-        p.standardError = out
-        try p.run()
-        let data = out.fileHandleForReading.readDataToEndOfFile()
-        p.waitUntilExit()
-        return String(decoding: data, as: UTF8.self)
+        try TracingFleetTests.run(try LocalFleet.locateBinary(), args + ["--help"], stdin: "/dev/null").1
     }
 }
