@@ -100,7 +100,7 @@ public struct Router<C: Clock>: Sendable where C.Duration == Duration {
         let keyAdmission = key.map { KeyAdmission(name: $0.name, limits: $0.limits) }
         let traced = self.tracer != nil || self.observer != nil
         let parent = traced ? InstrumentationContext.current ?? .topLevel : .topLevel
-        let operation = traced ? transport.operationName(of: request) : ""
+        let operation = self.tracer != nil ? transport.operationName(of: request) : ""
 
         while prior + attempts.count < group.maxAttempts {
             let remaining = fitting.filter { !excluded.contains($0.provider.name) }
@@ -437,9 +437,6 @@ public struct PendingSettlement: Sendable {
         self.template = template
         self.trace = trace
     }
-
-    /// The attempt's span and report (for marking the stream's first event).
-    public var attemptTrace: AttemptTrace? { self.trace }
 
     /// The reservation being held.
     public var reservation: Reservation { self.template.reservation }

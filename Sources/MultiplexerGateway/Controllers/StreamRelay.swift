@@ -82,6 +82,8 @@ struct StreamRelay: Sendable {
         // Events that arrived together (one read from the provider) go out in one write; the buffer is
         // written before the relay waits for more, so no event is ever held back.
         var out = ByteBuffer()
+        // When the first event was taken for the client (its time to first token).
+        var firstEvent: ContinuousClock.Instant?
         do {
             while true {
                 let item: ContinuingEventStream.Item
@@ -127,7 +129,7 @@ struct StreamRelay: Sendable {
                     break
                 }
                 if usageOnly && !self.clientWantsUsage { continue }
-                if !usageOnly { owner.markFirstEvent() }
+                if !usageOnly && firstEvent == nil { firstEvent = .now }
                 Self.frame(event, into: &out)
             }
             // Settled before the response ends: a client that has read the whole stream finds the
@@ -148,16 +150,16 @@ struct StreamRelay: Sendable {
             failure = error
         }
         await stream.settle(.abandoned)
-        self.finish(stream: stream, owner: owner, status: status)
+        self.finish(stream: stream, firstEvent: firstEvent, status: status)
         return failure
     }
 
     /// The request's log line, metrics and gauges, once per stream.
-    func finish(stream: ContinuingEventStream, owner: StreamOwner, status: Int) {
+    func finish(stream: ContinuingEventStream, firstEvent: ContinuousClock.Instant?, status: Int) {
         var log = self.log
         log.tokens = stream.usage
         let gateway = self.controller.gateway
-        if let first = owner.firstEventWritten { log.timeToFirstToken = log.started.duration(to: first) }
+        if let firstEvent { log.timeToFirstToken = log.started.duration(to: firstEvent) }
         for a in stream.continuationAttempts {
             if a.outcome != .success { gateway.recentErrors.record(provider: a.provider, what: a.summary) }
         }
@@ -242,7 +244,6 @@ final class StreamOwner: Sendable {
         var started = false
         var timedOut = false
         var shuttingDown = false
-        var firstEvent: ContinuousClock.Instant?
     }
     private let state = Mutex(State())
     /// When the write in progress began (ns on the continuous clock since `origin`), 0 when none is.
@@ -265,18 +266,6 @@ final class StreamOwner: Sendable {
     var shuttingDown: Bool { self.state.withLock { $0.shuttingDown } }
 
     func markStarted() { self.state.withLock { $0.started = true } }
-
-    /// The first event to relay was taken (the first call counts): the client's time to first token.
-    func markFirstEvent() {
-        guard !self.sawFirstEvent.load(ordering: .relaxed) else { return }
-        self.sawFirstEvent.store(true, ordering: .relaxed)
-        let now = ContinuousClock.now
-        self.state.withLock { $0.firstEvent = now }
-    }
-    private let sawFirstEvent = Atomic<Bool>(false)
-
-    /// When the first event was taken for the client.
-    var firstEventWritten: ContinuousClock.Instant? { self.state.withLock { $0.firstEvent } }
 
     /// Writes `buffer` (or finishes the body for `nil`), timing the write for the watchdog.
     func write(_ buffer: ByteBuffer?, to writer: inout any ResponseBodyWriter) async throws {

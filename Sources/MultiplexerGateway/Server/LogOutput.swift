@@ -154,6 +154,9 @@ public struct GatewayLogHandler: LogHandler {
         self.output.append(&line, urgent: event.level >= .warning)
     }
 
+    /// The fields every JSON record has; metadata of these names is left out (it cannot overwrite them).
+    static let reservedJSONFields: Set<String> = ["timestamp", "level", "logger", "message"]
+
     private func logJSON(_ event: LogEvent) {
         var line = "{\"timestamp\":\""
         line.reserveCapacity(320)
@@ -167,7 +170,7 @@ public struct GatewayLogHandler: LogHandler {
         var all = self.metadata
         if let provided = self.metadataProvider?.get() { all.merge(provided) { _, b in b } }
         if let explicit = event.metadata { all.merge(explicit) { _, b in b } }
-        for (k, v) in all.sorted(by: { $0.key < $1.key }) where !["timestamp", "level", "logger", "message"].contains(k) {
+        for (k, v) in all.sorted(by: { $0.key < $1.key }) where !Self.reservedJSONFields.contains(k) {
             line += ","
             JSONValue.writeString(k, into: &line)
             line += ":"
