@@ -86,7 +86,7 @@ public final class RedisClient: Sendable {
     public struct Statistics: Sendable, Hashable {
         /// Pipelines written.
         public var batches: Int
-        /// Commands sent.
+        /// Commands sent (a batched call of many parts is one).
         public var commands: Int
         /// Connections opened.
         public var connects: Int
@@ -102,13 +102,45 @@ public final class RedisClient: Sendable {
         public var readOnly: Int = 0
         /// Of those, after a transient refusal (`TRYAGAIN`, `CLUSTERDOWN`, `LOADING`, a script stopped by a migration).
         public var retried: Int = 0
+        /// Callers' commands answered: each part of a batched call counts (``evalshaBatched(_:keys:head:part:)``).
+        public var requests: Int = 0
     }
 
+    private typealias Waiter = CheckedContinuation<Result<RedisValue, RedisError>, Never>
+
     private struct Pending {
+        /// The whole command; for a part of a batched call, its head (`EVALSHA sha numkeys keys… head args…`).
         var args: [[UInt8]]
         var script: RedisScript?
-        var continuation: CheckedContinuation<Result<RedisValue, RedisError>, Never>
+        /// A part of a batched script call (``evalshaBatched(_:keys:head:part:)``): its own arguments.
+        var part: [[UInt8]]?
+        var continuation: Waiter
     }
+
+    /// What is written: one command, or consecutive parts of one batched script call merged into one.
+    private struct Unit {
+        var args: [[UInt8]]
+        var script: RedisScript?
+        var waiters: [Waiter]
+        /// Parts merged (nil: a plain command).
+        var parts: [[[UInt8]]]?
+
+        /// The command as sent: for merged parts, `head…, m, then per part: its count, its arguments`.
+        var wire: [[UInt8]] {
+            guard let parts else { return self.args }
+            var a = self.args
+            a.reserveCapacity(a.count + 1 + parts.reduce(0) { $0 + 1 + $1.count })
+            a.append(Array(String(parts.count).utf8))
+            for p in parts {
+                a.append(Array(String(p.count).utf8))
+                a.append(contentsOf: p)
+            }
+            return a
+        }
+    }
+
+    /// Most parts merged into one batched script call (bounds how long one call holds Redis).
+    static let maxParts = 64
 
     private struct State {
         var queue: [Pending] = []
@@ -153,6 +185,24 @@ public final class RedisClient: Sendable {
         return try await self.submit(a, script: script)
     }
 
+    /// Runs one part of a batched script call. Parts queued one after another with the same script, keys and
+    /// `head` are sent as **one** EVALSHA (up to 64 of them): ARGV is `head…`, the number of parts, then per part
+    /// its argument count and its arguments; the script returns one reply per part, in order, and each caller
+    /// gets its own (an error element of that array is that caller's error reply). Alone in the queue, a part
+    /// is a call of one. So what callers send concurrently shares one script run, without waiting for
+    /// anything: parts are merged only from what is already queued when the pipeline is written.
+    ///
+    /// - Returns: this part's reply; an error reply (for the whole call or this part) is returned as
+    ///   ``RedisValue/error(_:)``, not thrown.
+    /// - Throws: ``RedisError`` when the call could not be run (or its outcome is unknown) — for every part of it.
+    public func evalshaBatched(_ script: RedisScript, keys: [String], head: [String], part: [String]) async throws(RedisError) -> RedisValue {
+        var a: [[UInt8]] = [Array("EVALSHA".utf8), Array(script.sha1.utf8), Array(String(keys.count).utf8)]
+        a.reserveCapacity(3 + keys.count + head.count)
+        for k in keys { a.append(Array(k.utf8)) }
+        for x in head { a.append(Array(x.utf8)) }
+        return try await self.submit(a, script: script, part: part.map { Array($0.utf8) })
+    }
+
     /// Whether the last attempt to reach Redis succeeded and the breaker is closed.
     public var isAvailable: Bool {
         self.state.withLock { $0.connected && $0.openUntil == nil }
@@ -178,7 +228,7 @@ public final class RedisClient: Sendable {
         // The worker holds a strong reference to self until it exits, so reaching deinit means it is gone.
     }
 
-    private func submit(_ args: [[UInt8]], script: RedisScript?) async throws(RedisError) -> RedisValue {
+    private func submit(_ args: [[UInt8]], script: RedisScript?, part: [[UInt8]]? = nil) async throws(RedisError) -> RedisValue {
         let result = await withCheckedContinuation { (c: CheckedContinuation<Result<RedisValue, RedisError>, Never>) in
             let rejection = self.state.withLock { s -> RedisError? in
                 if s.stopping { return RedisError(.shutdown, "client shut down") }
@@ -186,7 +236,7 @@ public final class RedisClient: Sendable {
                     s.stats.failures += 1
                     return RedisError(.unavailable, "Redis unreachable; retrying in \(s.backoff)")
                 }
-                s.queue.append(Pending(args: args, script: script, continuation: c))
+                s.queue.append(Pending(args: args, script: script, part: part, continuation: c))
                 return nil
             }
             if let rejection {
@@ -224,7 +274,48 @@ public final class RedisClient: Sendable {
             }
             if more { self.wake.signal() }
             if batch.isEmpty { continue }
-            self.run(batch, router: router)
+            self.run(Self.units(batch), router: router)
+        }
+    }
+
+    /// The batch as written: consecutive parts of the same batched call merged (order is kept).
+    private static func units(_ batch: [Pending]) -> [Unit] {
+        var units: [Unit] = []
+        units.reserveCapacity(batch.count)
+        for p in batch {
+            if let part = p.part {
+                if let last = units.indices.last, let parts = units[last].parts, parts.count < Self.maxParts, units[last].args == p.args {
+                    units[last].parts!.append(part)
+                    units[last].waiters.append(p.continuation)
+                } else {
+                    units.append(Unit(args: p.args, script: p.script, waiters: [p.continuation], parts: [part]))
+                }
+            } else {
+                units.append(Unit(args: p.args, script: p.script, waiters: [p.continuation], parts: nil))
+            }
+        }
+        for i in units.indices where units[i].parts != nil {
+            units[i].args = units[i].wire
+        }
+        return units
+    }
+
+    /// Hands each waiter of a unit its reply: a merged call's array is split by part.
+    private static func deliver(_ result: Result<RedisValue, RedisError>, to unit: Unit) {
+        guard let parts = unit.parts else {
+            unit.waiters[0].resume(returning: result)
+            return
+        }
+        switch result {
+        case .success(.array(let replies)) where replies.count == parts.count:
+            for (w, r) in zip(unit.waiters, replies) { w.resume(returning: .success(r)) }
+        case .success(.error(let e)):
+            // The call as a whole failed (a script error): every part's error reply.
+            for w in unit.waiters { w.resume(returning: .success(.error(e))) }
+        case .success:
+            for w in unit.waiters { w.resume(returning: .failure(RedisError(.protocolError, "batched call: not one reply per part"))) }
+        case .failure(let e):
+            for w in unit.waiters { w.resume(returning: .failure(e)) }
         }
     }
 
@@ -240,7 +331,7 @@ public final class RedisClient: Sendable {
     /// Runs a batch: pipelined on the primary connection, then again for the commands whose replies
     /// said "not executed here" (``RedisRedirection``), until every command has a real answer or
     /// ``Configuration/redirectTimeout`` passes.
-    private func run(_ batch: [Pending], router: RedisRouter) {
+    private func run(_ batch: [Unit], router: RedisRouter) {
         let connectsBefore = router.connects
         var results = [Result<RedisValue, RedisError>?](repeating: nil, count: batch.count)
         var todo = batch.indices.map { Attempt(index: $0) }
@@ -341,6 +432,7 @@ public final class RedisClient: Sendable {
         self.state.withLock { s in
             s.stats.batches += 1
             s.stats.commands += batch.count
+            s.stats.requests += batch.reduce(0) { $0 + $1.waiters.count }
             s.stats.connects += connects
             s.stats.redirects += redirects
             s.stats.moved += kinds.moved
@@ -357,8 +449,8 @@ public final class RedisClient: Sendable {
                 s.connected = true
             }
         }
-        for (i, p) in batch.enumerated() {
-            p.continuation.resume(returning: results[i] ?? .failure(RedisError(.protocolError, "no reply")))
+        for (i, unit) in batch.enumerated() {
+            Self.deliver(results[i] ?? .failure(RedisError(.protocolError, "no reply")), to: unit)
         }
     }
 

@@ -378,7 +378,9 @@ public final class RedisQuotaStore: QuotaStore {
             }
         }
         let ids = String(id)
-        var args: [String] = [self.prefix, ids, ticket.epoch, self.configuration.nodeID]
+        // This admission's part of the batched admission call (``RedisScripts/admitBody``): the admissions
+        // queued with it share one script run.
+        var args: [String] = [ids, ticket.epoch, self.configuration.nodeID]
         args.reserveCapacity(11 + request.candidates.count * 11)
         args.append(request.key?.name ?? "")
         args.append(Self.limit(request.key?.limits.rpm))
@@ -402,7 +404,7 @@ public final class RedisQuotaStore: QuotaStore {
         }
         let reply: RedisValue
         do {
-            reply = try await self.client.evalsha(self.scripts.admit, keys: [self.schemaKey], args: args)
+            reply = try await self.client.evalshaBatched(self.scripts.admit, keys: [self.schemaKey], head: [self.prefix], part: args)
         } catch let e {
             if e.isAmbiguous {
                 // It may have been applied: counted locally below, cancelled once Redis answers.

@@ -103,7 +103,8 @@ struct RedisBench {
         let seconds = Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) / 1e18
         let evalsha = Double((after["evalsha"] ?? 0) - (before["evalsha"] ?? 0))
         let all = Double(after.filter { $0.key != "info" }.values.reduce(0, +) - before.filter { $0.key != "info" }.values.reduce(0, +))
-        let depth = Double(stats.commands - batchesBefore.commands) / Double(max(1, stats.batches - batchesBefore.batches))
+        // Callers' commands per pipeline write (admissions merged into one batched call count one each).
+        let depth = Double(stats.requests - batchesBefore.requests) / Double(max(1, stats.batches - batchesBefore.batches))
         return Result(
             rate: String(Int(Double(total) / seconds)), topLevel: String(format: "%.2f", evalsha / Double(total)),
             inner: String(format: "%.1f", all / Double(total)), depth: String(format: "%.1f", depth),
