@@ -85,6 +85,10 @@ struct OpenAIRequestTests {
         #expect(auth.authenticate("secret-key-c") == nil)
         #expect(KeyAuthenticator.presentedKey(authorization: "Bearer  abc ", apiKey: nil) == "abc")
         #expect(KeyAuthenticator.presentedKey(authorization: "bearer abc", apiKey: nil) == "abc")
+        #expect(KeyAuthenticator.presentedKey(authorization: " BeArEr \tkéy-1 ", apiKey: nil) == "kéy-1")
+        #expect(KeyAuthenticator.presentedKey(authorization: "Bearer\tabc", apiKey: nil) == nil)
+        #expect(KeyAuthenticator.presentedKey(authorization: "Bearer   ", apiKey: "xyz") == "xyz")
+        #expect(KeyAuthenticator.presentedKey(authorization: "Basic abc", apiKey: nil) == nil)
         #expect(KeyAuthenticator.presentedKey(authorization: nil, apiKey: "xyz") == "xyz")
         #expect(KeyAuthenticator.presentedKey(authorization: "Basic abc", apiKey: nil) == nil)
     }

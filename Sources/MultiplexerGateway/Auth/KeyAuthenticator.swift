@@ -34,8 +34,12 @@ struct KeyAuthenticator: Sendable {
     /// (Anthropic clients).
     static func presentedKey(authorization: String?, apiKey: String?, xAPIKey: String? = nil) -> String? {
         if let a = authorization {
-            let t = a.trimmingBlanks()
-            if t.count > 7, t.prefix(7).lowercased() == "bearer " { return String(t.dropFirst(7).trimmingBlanks()) }
+            // `Bearer <key>`, the scheme in any case: compared byte by byte (no lower-cased copy per request).
+            let t = a.utf8.trimmingBlanks()
+            if t.count > 7, zip(t.prefix(6), "bearer".utf8).allSatisfy({ $0 | 0x20 == $1 }), t.dropFirst(6).first == 0x20 {
+                let key = t.dropFirst(7).trimmingBlanks()
+                if !key.isEmpty { return String(decoding: key, as: UTF8.self) }
+            }
         }
         if let k = apiKey?.trimmingBlanks(), !k.isEmpty { return String(k) }
         if let k = xAPIKey?.trimmingBlanks(), !k.isEmpty { return String(k) }
@@ -49,4 +53,18 @@ struct KeyAuthenticator: Sendable {
         for i in 0..<x.count { diff |= x[i] ^ y[i] }
         return diff == 0
     }
+}
+
+extension Substring.UTF8View {
+    /// Without leading and trailing spaces and tabs.
+    fileprivate func trimmingBlanks() -> Substring.UTF8View {
+        var s = self
+        while let f = s.first, f == 0x20 || f == 0x09 { s = s.dropFirst() }
+        while let l = s.last, l == 0x20 || l == 0x09 { s = s.dropLast() }
+        return s
+    }
+}
+
+extension String.UTF8View {
+    fileprivate func trimmingBlanks() -> Substring.UTF8View { self[...].trimmingBlanks() }
 }

@@ -123,12 +123,21 @@ public final class Gateway: Sendable {
 final class RequestIDs: Sendable {
     private let counter = Atomic<UInt64>(0)
     private let start = String(UInt64(Date().timeIntervalSince1970 * 1000), radix: 36)
+    /// `req-<node>-<start>-` for the last node id asked for (built once, not per request).
+    private let prefix = Mutex<(node: String, prefix: String)?>(nil)
+
     func next(node: String) -> String {
         let n = self.counter.add(1, ordering: .relaxed).newValue
-        let safe = String(String.UnicodeScalarView(node.unicodeScalars.prefix(64).filter {
-            $0.isASCII && ($0.properties.isAlphabetic || ("0"..."9").contains($0) || $0 == "." || $0 == "_" || $0 == "-")
-        }))
-        return "req-\(safe)-\(self.start)-\(String(n, radix: 36))"
+        let prefix = self.prefix.withLock { cached -> String in
+            if let c = cached, c.node == node { return c.prefix }
+            let safe = String(String.UnicodeScalarView(node.unicodeScalars.prefix(64).filter {
+                $0.isASCII && ($0.properties.isAlphabetic || ("0"..."9").contains($0) || $0 == "." || $0 == "_" || $0 == "-")
+            }))
+            let built = "req-\(safe)-\(self.start)-"
+            cached = (node, built)
+            return built
+        }
+        return prefix + String(n, radix: 36)
     }
 }
 
