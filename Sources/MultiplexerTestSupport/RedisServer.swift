@@ -78,6 +78,13 @@ public final class RedisServer: @unchecked Sendable {
         while LocalPorts.isListening(self.port), Date() < deadline { usleep(10_000) }
     }
 
+    /// Sends `signal` to the running server without waiting: SIGSTOP freezes it (connections are still
+    /// accepted by the kernel, commands arrive and wait, replies never come: a paused Redis for as long as
+    /// a test needs), SIGCONT lets it run the waiting commands.
+    public func send(_ signal: Int32) {
+        self.lock.withLock { self.process }?.send(signal)
+    }
+
     /// Runs `redis-cli` against this server and returns its output (for checks an operator would do).
     public func cli(_ args: [String]) throws -> String {
         try RedisCLI.run(["-p", String(self.port), "--no-raw"] + args)

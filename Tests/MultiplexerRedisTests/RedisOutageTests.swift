@@ -245,8 +245,12 @@ extension RedisOutageTests {
         var viaRedis: [Reservation] = []
         for _ in 0..<6 { viaRedis.append(try #require(admitted(try await store.admit(AdmissionRequest(candidates: [budgeted]))))) }
 
-        // Long enough for every step below on a loaded machine (each degraded decision waits out the 500 ms timeout).
-        _ = try await f.cli(["CLIENT", "PAUSE", "6000", "ALL"])
+        // Redis frozen for every step below, however long a loaded machine takes (each degraded decision waits out
+        // the 500 ms timeout): a CLIENT PAUSE of a fixed length ran out on a slow CI machine, and CLIENT UNPAUSE
+        // waits for the pause itself.
+        f.server.send(SIGSTOP)
+        var frozen = true
+        defer { if frozen { f.server.send(SIGCONT) } }
         // The reply is lost: served from the degraded share.
         let lost = try #require(admitted(try await store.admit(AdmissionRequest(candidates: [priced]))))
         #expect(lost.id.hasPrefix("L"))
@@ -265,7 +269,8 @@ extension RedisOutageTests {
             Issue.record("a key whose spend was never seen admitted without Redis")
             return
         }
-        try await Task.sleep(for: .milliseconds(6100))
+        f.server.send(SIGCONT)
+        frozen = false
         try await self.recover(store)
         // The degraded admissions' costs were written back; the admission whose reply was lost was cancelled with its cost.
         #expect(try await spent("p-budgeted") == 600 + 100 * degraded.count, "written back once")
