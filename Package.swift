@@ -133,12 +133,19 @@ let package = Package(
             ],
             swiftSettings: swiftSettings
         ),
+        // MARK: Demo and local tooling, shipped in the `multiplexer` command (`demo`, `mock-provider`), never a
+        // dependency of the gateway or the library.
+        // Real local processes (redis-server, nginx, a TLS front with a throw-away CA) on free loopback ports.
+        .target(
+            name: "MultiplexerProcesses",
+            swiftSettings: swiftSettings
+        ),
         // A whole fleet on loopback (redis-server, gateway processes, nginx, mock providers): the demo,
         // the local fleet runner and the fleet tests share it.
         .target(
             name: "MultiplexerFleet",
             dependencies: [
-                "MultiplexerGateway", "MultiplexerMockProvider", "MultiplexerCore", "MultiplexerRedis", "MultiplexerUpstream", "MultiplexerTestSupport",
+                "MultiplexerGateway", "MultiplexerMockProvider", "MultiplexerCore", "MultiplexerRedis", "MultiplexerUpstream", "MultiplexerProcesses",
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
@@ -158,11 +165,12 @@ let package = Package(
             swiftSettings: swiftSettings
         ),
 
-        // MARK: Test support, benchmarks
-        // Real processes (redis-server, nginx, gateways) for tests, benchmarks and the local fleet.
+        // MARK: Tests only: support for the test targets, benchmarks
+        // Redis Cluster and Sentinel topologies, services run around a test body, raw HTTP responses.
         .target(
             name: "MultiplexerTestSupport",
             dependencies: [
+                "MultiplexerProcesses",
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "Logging", package: "swift-log"),
             ],
@@ -170,7 +178,7 @@ let package = Package(
         ),
         .executableTarget(
             name: "RedisBench",
-            dependencies: ["MultiplexerCore", "MultiplexerRedis", "MultiplexerTestSupport"],
+            dependencies: ["MultiplexerCore", "MultiplexerRedis", "MultiplexerProcesses"],
             path: "bench/RedisBench",
             swiftSettings: swiftSettings
         ),
@@ -189,12 +197,12 @@ let package = Package(
         ),
         .testTarget(
             name: "QuotaStoreTests",
-            dependencies: ["MultiplexerCore", "MultiplexerRedis", "MultiplexerTestSupport"],
+            dependencies: ["MultiplexerCore", "MultiplexerRedis", "MultiplexerTestSupport", "MultiplexerProcesses"],
             swiftSettings: swiftSettings
         ),
         .testTarget(
             name: "MultiplexerRedisTests",
-            dependencies: ["MultiplexerRedis", "MultiplexerCore", "MultiplexerTestSupport"],
+            dependencies: ["MultiplexerRedis", "MultiplexerCore", "MultiplexerTestSupport", "MultiplexerProcesses"],
             swiftSettings: swiftSettings
         ),
         .testTarget(
@@ -205,7 +213,7 @@ let package = Package(
         .testTarget(
             name: "MultiplexerGatewayTests",
             dependencies: [
-                "MultiplexerGateway", "MultiplexerMockProvider", "MultiplexerCore", "MultiplexerRedis", "MultiplexerUpstream", "MultiplexerTestSupport",
+                "MultiplexerGateway", "MultiplexerMockProvider", "MultiplexerCore", "MultiplexerRedis", "MultiplexerUpstream", "MultiplexerTestSupport", "MultiplexerProcesses",
                 .product(name: "HummingbirdTesting", package: "hummingbird"),
                 .product(name: "HTTPTypes", package: "swift-http-types"),
                 .product(name: "NIOCore", package: "swift-nio"),
@@ -216,7 +224,7 @@ let package = Package(
             name: "MultiplexerLibraryTests",
             dependencies: [
                 "Multiplexer", "MultiplexerCore", "MultiplexerRedis", "MultiplexerUpstream", "MultiplexerGateway", "MultiplexerMockProvider",
-                "MultiplexerTestSupport",
+                "MultiplexerTestSupport", "MultiplexerProcesses",
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "Tracing", package: "swift-distributed-tracing"),
                 .product(name: "InMemoryTracing", package: "swift-distributed-tracing"),
@@ -229,7 +237,7 @@ let package = Package(
             name: "FleetTests",
             dependencies: [
                 "MultiplexerFleet", "MultiplexerGateway", "MultiplexerMockProvider", "MultiplexerCore", "MultiplexerRedis", "MultiplexerUpstream",
-                "MultiplexerTestSupport",
+                "MultiplexerTestSupport", "MultiplexerProcesses",
                 .product(name: "Yams", package: "Yams"),
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "HTTPTypes", package: "swift-http-types"),
@@ -243,7 +251,7 @@ let package = Package(
         .testTarget(
             name: "MultiplexerMockProviderTests",
             dependencies: [
-                "MultiplexerMockProvider", "MultiplexerCore", "MultiplexerUpstream", "MultiplexerTestSupport",
+                "MultiplexerMockProvider", "MultiplexerCore", "MultiplexerUpstream", "MultiplexerTestSupport", "MultiplexerProcesses",
                 .product(name: "Hummingbird", package: "hummingbird"),
             ],
             swiftSettings: swiftSettings

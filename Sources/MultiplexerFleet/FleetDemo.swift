@@ -2,7 +2,7 @@ import Foundation
 import MultiplexerCore
 import MultiplexerGateway
 import MultiplexerMockProvider
-import MultiplexerTestSupport
+import MultiplexerProcesses
 
 /// `multiplexer demo`: a fleet on loopback — mock providers with strict limits, one or more gateway
 /// nodes (over Redis), optionally nginx in front — bounded traffic through it, and a measured report of

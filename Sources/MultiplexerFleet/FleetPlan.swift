@@ -1,6 +1,6 @@
 public import MultiplexerCore
 public import MultiplexerMockProvider
-public import MultiplexerTestSupport
+public import MultiplexerProcesses
 
 /// What a local fleet consists of: mock providers (each with the same strict limits the gateways
 /// enforce for it), one model group over them, the number of gateway nodes, and whether Redis and an

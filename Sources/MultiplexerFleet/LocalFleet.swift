@@ -5,7 +5,7 @@ public import MultiplexerCore
 import MultiplexerGateway
 public import MultiplexerMockProvider
 import MultiplexerRedis
-public import MultiplexerTestSupport
+public import MultiplexerProcesses
 public import MultiplexerUpstream
 import ServiceLifecycle
 import Synchronization
@@ -163,17 +163,17 @@ public final class LocalFleet: Sendable {
         do {
             if plan.redis {
                 let persistent = plan.redisPersistence
-                redis = try await offload { try RedisServer(persistent: persistent) }
+                redis = try await offCooperativePool { try RedisServer(persistent: persistent) }
             }
             var endpoints: [String: FleetPlan.TLSEndpoint] = [:]
             let withTLS = plan.providers.filter { $0.tls != nil }
             if !withTLS.isEmpty {
-                let ca = try await offload { try TestCertificateAuthority() }
+                let ca = try await offCooperativePool { try TestCertificateAuthority() }
                 authority = ca
                 for p in withTLS {
                     let t = p.tls!
                     let config = TLSFrontProxy.Configuration(upstreamPort: mockPorts[p.name] ?? 0, certificate: t.certificate, requiresClientCertificate: t.mutual)
-                    let front = try await offload { try TLSFrontProxy(config, authority: ca) }
+                    let front = try await offCooperativePool { try TLSFrontProxy(config, authority: ca) }
                     fronts[p.name] = front
                     endpoints[p.name] = .init(
                         url: front.url, caFile: t.trustsAuthority ? ca.caCertificatePath : nil, clientCertificate: t.mutual ? ca.client : nil)
@@ -191,7 +191,7 @@ public final class LocalFleet: Sendable {
             for i in nodes.indices { try await fleet.waitUntilReady(node: i) }
             if plan.nginx {
                 let ports = nodes.map(\.port)
-                nginx = try await offload { try NginxBalancer(upstreamPorts: ports, directory: dir) }
+                nginx = try await offCooperativePool { try NginxBalancer(upstreamPorts: ports, directory: dir) }
             }
             return LocalFleet(
                 plan: plan, directory: dir, binary: binary, redis: redis, nginx: nginx, mocks: mocks, mockPorts: mockPorts, client: client,
@@ -219,19 +219,19 @@ public final class LocalFleet: Sendable {
 
     /// Stops every process (nginx, nodes with SIGTERM — SIGKILL after 10 s —, Redis) and removes the folder.
     public func stop(removeFiles: Bool = true) async {
-        if let nginx { await offloadQuietly { nginx.stop() } }
+        if let nginx { await offCooperativePool { nginx.stop() } }
         let nodes = self.nodes
         for n in nodes { n.process.send(SIGTERM) }
         let deadline = ContinuousClock.now + Duration.seconds(10)
         while nodes.contains(where: { $0.process.isRunning }), ContinuousClock.now < deadline {
             try? await Task.sleep(for: .milliseconds(20))
         }
-        await offloadQuietly {
+        await offCooperativePool {
             for n in nodes { n.process.stop(signal: SIGKILL) }
         }
-        if let redis { await offloadQuietly { redis.stop() } }
+        if let redis { await offCooperativePool { redis.stop() } }
         let fronts = self.tlsFronts
-        await offloadQuietly { for f in fronts.values { f.stop() } }
+        await offCooperativePool { for f in fronts.values { f.stop() } }
         if removeFiles { try? FileManager.default.removeItem(atPath: self.directory) }
     }
 
@@ -266,7 +266,7 @@ public final class LocalFleet: Sendable {
     /// Starts node `index` again (same id and port) after it stopped, and waits until it is ready.
     public func restart(node index: Int) async throws {
         let old = self.nodes[index]
-        await offloadQuietly { old.process.stop(signal: SIGKILL) }
+        await offCooperativePool { old.process.stop(signal: SIGKILL) }
         let fresh = try Self.launchNode(id: old.id, port: old.port, plan: self.plan, binary: self.binary, configPath: self.configPath, directory: self.directory)
         self.nodeList.withLock { $0[index] = fresh }
         try await self.waitUntilReady(node: index)
@@ -295,13 +295,13 @@ public final class LocalFleet: Sendable {
     /// Runs `redis-cli` against the fleet's Redis (off the concurrency pool).
     public func redisCLI(_ args: [String]) async throws -> String {
         guard let redis else { throw Failure.notReady("this fleet has no Redis") }
-        return try await offload { try redis.cli(args) }
+        return try await offCooperativePool { try redis.cli(args) }
     }
 
     /// Runs the `multiplexer` binary with `arguments` and returns its exit status and output.
     public func runBinary(_ arguments: [String]) async throws -> (status: Int32, output: String) {
         let exe = self.binary
-        return try await offload {
+        return try await offCooperativePool {
             let p = Process()
             p.executableURL = URL(fileURLWithPath: exe)
             p.arguments = arguments
@@ -333,23 +333,5 @@ public final class LocalFleet: Sendable {
         candidates.append(fm.currentDirectoryPath + "/.build/debug/multiplexer")
         for c in candidates where fm.isExecutableFile(atPath: c) { return c }
         throw Failure.binaryNotFound("looked at \(candidates.joined(separator: ", "))")
-    }
-}
-
-/// Runs blocking work (process waits, `redis-cli`) on a Dispatch thread, off the Swift concurrency pool.
-func offload<T: Sendable>(_ body: @escaping @Sendable () throws -> T) async throws -> T {
-    try await withCheckedThrowingContinuation { (c: CheckedContinuation<T, any Error>) in
-        DispatchQueue.global().async {
-            do { c.resume(returning: try body()) } catch { c.resume(throwing: error) }
-        }
-    }
-}
-
-func offloadQuietly(_ body: @escaping @Sendable () -> Void) async {
-    await withCheckedContinuation { (c: CheckedContinuation<Void, Never>) in
-        DispatchQueue.global().async {
-            body()
-            c.resume()
-        }
     }
 }

@@ -1,5 +1,5 @@
 import Foundation
-public import MultiplexerTestSupport
+public import MultiplexerProcesses
 import Synchronization
 
 /// nginx from the system as the fleet's load balancer: a child process (`daemon off`, a master and one
@@ -54,7 +54,7 @@ public final class NginxBalancer: Sendable {
     /// open source does before stopping a node. Returns once the new worker runs; requests already sent to
     /// that node finish there.
     public func setDown(_ port: Int, _ isDown: Bool) async throws {
-        try await offload { try self.reload(port, isDown) }
+        try await offCooperativePool { try self.reload(port, isDown) }
     }
 
     private func reload(_ port: Int, _ isDown: Bool) throws {

@@ -69,7 +69,7 @@ public final class RedisQuotaStore: QuotaStore {
         /// `READONLY`, `TRYAGAIN`, `CLUSTERDOWN`, a slot migration) before the store treats Redis as unavailable.
         public var redirectTimeout: Duration = .seconds(1)
         /// Tests only: scripts add `{ns}:clock_offset_ms` to Redis's `TIME`, so a test can move time forward.
-        public var virtualClockForTesting: Bool = false
+        package var virtualClockForTesting: Bool = false
 
         public init(
             topology: RedisTopology, namespace: String = "mux", connectTimeout: Duration = .milliseconds(200),

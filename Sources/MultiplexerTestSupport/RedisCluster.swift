@@ -1,4 +1,5 @@
 import Foundation
+public import MultiplexerProcesses
 
 /// A real Redis Cluster of `redis-server` masters (no replicas) on free loopback ports, built with
 /// `redis-cli --cluster create`, for tests. Every process stops when this object goes away, and a

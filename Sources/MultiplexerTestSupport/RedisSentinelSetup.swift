@@ -1,4 +1,5 @@
 import Foundation
+public import MultiplexerProcesses
 
 /// A real Redis Sentinel deployment for tests: a master, one replica and `sentinelCount` sentinels
 /// (`sentinel monitor <masterName> 127.0.0.1 <port> <quorum>`), all on free loopback ports, with the

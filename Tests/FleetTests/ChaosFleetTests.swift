@@ -2,6 +2,7 @@ import Foundation
 import MultiplexerCore
 import MultiplexerFleet
 import MultiplexerMockProvider
+import MultiplexerProcesses
 import MultiplexerTestSupport
 import Synchronization
 import Testing

@@ -1,6 +1,7 @@
 import Foundation
 import MultiplexerCore
 import MultiplexerFleet
+import MultiplexerProcesses
 import MultiplexerTestSupport
 import MultiplexerUpstream
 import Testing

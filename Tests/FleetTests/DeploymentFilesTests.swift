@@ -3,6 +3,7 @@ import MultiplexerCore
 import MultiplexerFleet
 import MultiplexerGateway
 import MultiplexerMockProvider
+import MultiplexerProcesses
 import MultiplexerTestSupport
 import Testing
 import Yams
@@ -94,6 +95,21 @@ struct DeploymentFilesTests {
         }
     }
 
+    /// Compose itself accepts the file: `docker compose config` (Compose v2, the Docker CLI plugin) or, where only
+    /// Debian's packaged Compose is installed, `docker-compose config` (1.29, which reads the Compose
+    /// Specification this file is written in: no `version:` key). No engine is needed to validate.
+    @Test func composeConfigAcceptsTheFile() throws {
+        let command: (String, [String])
+        if let docker = ManagedProcess.which("docker"), (try? TracingFleetTests.run(docker, ["compose", "version"], stdin: "/dev/null").0) == 0 {
+            command = (docker, ["compose"])
+        } else {
+            command = (try #require(ManagedProcess.which("docker-compose"), "docker compose or docker-compose (scripts/install-deps.sh)"), [])
+        }
+        let (status, output) = try TracingFleetTests.run(
+            command.0, command.1 + ["--project-directory", Self.root, "-f", Self.root + "/docker-compose.yml", "config", "--quiet"], stdin: "/dev/null")
+        #expect(status == 0, "\(output)")
+    }
+
     // MARK: nginx
 
     @Test func nginxConfigPassesNginxTestAndNeverRetriesAPostThatReachedAGateway() throws {
@@ -149,14 +165,11 @@ struct DeploymentFilesTests {
     // MARK: Kubernetes
 
     @Test func kubernetesManifestsProbeTheRoutesAndPortTheGatewayServes() throws {
-        var docs: [[String: Any]] = []
-        let kustomization = try Self.yaml("deploy/k8s/kustomization.yaml")
-        let resources = try #require(kustomization["resources"] as? [String])
-        for r in resources {
-            for d in try Yams.load_all(yaml: Self.text("deploy/k8s/\(r)")) {
-                docs.append(try #require(d as? [String: Any], "deploy/k8s/\(r) holds mappings"))
-            }
-        }
+        var docs = try Self.kustomizedResources()
+        // What `kubectl apply -k` applies never holds a Secret (the placeholders would overwrite real keys);
+        // the example the Deployment's envFrom names is applied out of band.
+        #expect(!docs.contains { $0["kind"] as? String == "Secret" }, "no Secret in the kustomization")
+        docs += try Yams.load_all(yaml: Self.text("deploy/k8s/secret.example.yaml")).compactMap { $0 as? [String: Any] }
         func resource(_ kind: String, _ name: String) throws -> [String: Any] {
             try #require(docs.first { $0["kind"] as? String == kind && ($0["metadata"] as? [String: Any])?["name"] as? String == name }, "\(kind)/\(name)")
         }
@@ -222,6 +235,74 @@ struct DeploymentFilesTests {
             (((redisSet["spec"] as? [String: Any])?["template"] as? [String: Any])?["spec"] as? [String: Any]).flatMap { ($0["containers"] as? [[String: Any]])?.first?["args"] as? [String] }
         ).joined(separator: " ")
         #expect(redisArgs.contains("--maxmemory-policy noeviction") && redisArgs.contains("--appendonly yes"))
+
+        // Voluntary disruptions take one gateway at a time; the ServiceMonitor (its own overlay: it needs the
+        // Prometheus Operator's CRDs) scrapes /metrics through the Service's named port.
+        let pdb = try #require(try resource("PodDisruptionBudget", "multiplexer")["spec"] as? [String: Any])
+        #expect(pdb["maxUnavailable"] as? Int == 1)
+        #expect(((pdb["selector"] as? [String: Any])?["matchLabels"] as? [String: String]).map { $0.allSatisfy { labels[$0.key] == $0.value } } == true)
+        let overlay = try Self.yaml("deploy/k8s/monitoring/kustomization.yaml")
+        #expect((overlay["resources"] as? [String]) == ["..", "servicemonitor.yaml"])
+        let monitor = try Self.yaml("deploy/k8s/monitoring/servicemonitor.yaml")
+        #expect(monitor["kind"] as? String == "ServiceMonitor")
+        let monitorSpec = try #require(monitor["spec"] as? [String: Any])
+        let serviceLabels = try #require((try resource("Service", "multiplexer")["metadata"] as? [String: Any])?["labels"] as? [String: String])
+        #expect(((monitorSpec["selector"] as? [String: Any])?["matchLabels"] as? [String: String]).map { $0.allSatisfy { serviceLabels[$0.key] == $0.value } } == true)
+        let endpoint = try #require((monitorSpec["endpoints"] as? [[String: Any]])?.first)
+        #expect(endpoint["port"] as? String == "http" && endpoint["path"] as? String == "/metrics")
+    }
+
+    /// Every manifest `kubectl apply -k deploy/k8s` applies (the generated ConfigMap included) and the Secret
+    /// example pass `kubernetes-validate --strict` against the schemas of Kubernetes 1.30 (unknown fields,
+    /// wrong types and missing required fields fail: shown on a copy of the Deployment with a misspelt field).
+    /// The ServiceMonitor is a CRD the tool has no schema for: the test above checks it.
+    @Test func kubernetesManifestsPassSchemaValidation() throws {
+        let tool = try #require(Self.tool("kubernetes-validate"), "kubernetes-validate (PyPI; scripts/install-deps.sh installs it)")
+        let dir = NSTemporaryDirectory() + "k8s-validate-\(UUID().uuidString.prefix(8))"
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        var files: [String] = []
+        for (i, doc) in try Self.kustomizedResources().enumerated() {
+            let path = "\(dir)/\(i).yaml"
+            try Yams.dump(object: doc).write(toFile: path, atomically: true, encoding: .utf8)
+            files.append(path)
+        }
+        files.append(Self.root + "/deploy/k8s/secret.example.yaml")
+        let (status, output) = try TracingFleetTests.run(tool, ["--strict", "--kubernetes-version", "1.30.0"] + files, stdin: "/dev/null")
+        #expect(status == 0, "\(output)")
+        #expect(!output.contains("ERROR") && output.components(separatedBy: " passed for resource ").count - 1 == files.count, "\(output)")
+
+        let broken = try Self.text("deploy/k8s/deployment.yaml").replacingOccurrences(of: "readinessProbe:", with: "readinesProbe:")
+        try broken.write(toFile: dir + "/broken.yaml", atomically: true, encoding: .utf8)
+        let refused = try TracingFleetTests.run(tool, ["--strict", "--kubernetes-version", "1.30.0", dir + "/broken.yaml"], stdin: "/dev/null")
+        #expect(refused.0 != 0 && refused.1.contains("readinesProbe"), "the validator refuses an unknown field: \(refused.1)")
+    }
+
+    /// The resources `kubectl apply -k deploy/k8s` applies: the listed files, and the ConfigMap its
+    /// configMapGenerator makes from the configuration file (kustomize then appends a hash of its content to
+    /// the name, and to every reference of it).
+    static func kustomizedResources() throws -> [[String: Any]] {
+        var docs: [[String: Any]] = []
+        let kustomization = try Self.yaml("deploy/k8s/kustomization.yaml")
+        let resources = try #require(kustomization["resources"] as? [String])
+        for r in resources {
+            for d in try Yams.load_all(yaml: Self.text("deploy/k8s/\(r)")) {
+                docs.append(try #require(d as? [String: Any], "deploy/k8s/\(r) holds mappings"))
+            }
+        }
+        for generator in try #require(kustomization["configMapGenerator"] as? [[String: Any]]) {
+            var data: [String: String] = [:]
+            for file in try #require(generator["files"] as? [String]) { data[file] = try Self.text("deploy/k8s/\(file)") }
+            docs.append(["apiVersion": "v1", "kind": "ConfigMap", "metadata": ["name": try #require(generator["name"] as? String)], "data": data])
+        }
+        return docs
+    }
+
+    /// An executable on PATH or in the project's tool environment (`.build/tools-venv`, where
+    /// scripts/install-deps.sh puts the PyPI tools).
+    static func tool(_ name: String) -> String? {
+        let local = Self.root + "/.build/tools-venv/bin/" + name
+        return FileManager.default.isExecutableFile(atPath: local) ? local : ManagedProcess.which(name)
     }
 
     // MARK: Dockerfile, systemd
@@ -272,6 +353,23 @@ struct DeploymentFilesTests {
             try Self.expectRealCommand(Array(words.dropFirst()))
         }
         #expect(unit.contains("KillSignal=SIGTERM") && unit.contains("TimeoutStopSec="))
+        #expect(unit.contains("ExecReload=/bin/kill -HUP $MAINPID"), "systemctl reload is a configuration reload")
+        // A DynamicUser owns no file: the unit's own install steps must leave the configuration readable to it.
+        #expect(unit.contains("DynamicUser=yes"))
+        #expect(unit.contains("install -m 0644 multiplexer.yaml /etc/multiplexer/") && !unit.contains("0640"))
+    }
+
+    /// `systemd-analyze verify` accepts the unit as written (unknown keys, bad values and missing executables
+    /// fail), with the binary path pointed at the built one.
+    @Test func theSystemdUnitPassesSystemdAnalyzeVerify() throws {
+        let tool = try #require(ManagedProcess.which("systemd-analyze"), "systemd-analyze (Debian's systemd package)")
+        let dir = NSTemporaryDirectory() + "unit-verify-\(UUID().uuidString.prefix(8))"
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let unit = try Self.text("deploy/systemd/multiplexer.service").replacingOccurrences(of: "/usr/local/bin/multiplexer", with: try LocalFleet.locateBinary())
+        try unit.write(toFile: dir + "/multiplexer.service", atomically: true, encoding: .utf8)
+        let (status, output) = try TracingFleetTests.run(tool, ["verify", dir + "/multiplexer.service"], stdin: "/dev/null")
+        #expect(status == 0 && output.trimmingCharacters(in: .whitespacesAndNewlines).isEmpty, "\(output)")
     }
 
     // MARK: Helpers

@@ -3,6 +3,7 @@ import MultiplexerCore
 import MultiplexerFleet
 import MultiplexerGateway
 import MultiplexerMockProvider
+import MultiplexerProcesses
 import MultiplexerTestSupport
 import MultiplexerUpstream
 import Testing

@@ -1,6 +1,7 @@
 import Foundation
 import MultiplexerCore
 import MultiplexerMockProvider
+import MultiplexerProcesses
 import MultiplexerTestSupport
 import Testing
 

@@ -1,5 +1,6 @@
 import Foundation
 import MultiplexerGateway
+import MultiplexerProcesses
 import MultiplexerTestSupport
 import Testing
 

@@ -337,6 +337,7 @@ struct ConfigurationTests {
                 (15, "providers[1].api_key: environment variable MISSING_VAR is not set"),
                 (16, "providers[1].timeout_seconds: must be a number of seconds"),
                 (17, "providers[2].model: missing required key"),
+                (17, "providers[2].name: duplicate provider name 'ok' (first at line 12)"),
                 (22, "models[0].primary[0].provider: unknown provider 'ghost'"),
                 (23, "models[0].primary[1].weight: must be a positive integer"),
                 (25, "models[0].fallback: provider 'ok' is in both tiers"),
@@ -349,6 +350,25 @@ struct ConfigurationTests {
             for (line, text) in expected where !lines.contains(where: { $0.hasPrefix("line \(line): ") && $0.contains(text) }) {
                 Issue.record("missing problem at line \(line): \(text)\nall:\n\(lines.joined(separator: "\n"))")
             }
+            return true
+        }
+    }
+
+    /// A key written twice is reported where it is written the second time (the one most YAML readers silently
+    /// keep), with the first one's line: in block and flow mappings, at any depth.
+    @Test(arguments: [
+        ("server:\n  port: 8080\n  host: 127.0.0.1\n\n  # again\n  port: 9090\n", 6, 2),
+        ("providers:\n  - { name: a, base_url: \"http://127.0.0.1:1/v1\", model: m, model: n }\n", 2, 2),
+        ("providers:\n  - name: a\n    model: m\n    limits:\n      rpm: 1\n    model: n\n", 6, 3),
+        ("providers:\n  - name: a\n    model: m\n  - name: b\n    name: c\n", 5, 4),
+    ])
+    func aDuplicateKeyIsReportedAtItsSecondOccurrence(yaml: String, line: Int, first: Int) {
+        #expect {
+            try ConfigurationLoader.parse(yaml: yaml, environment: [:])
+        } throws: { error in
+            let problems = (error as? ConfigurationError)?.problems ?? []
+            let ok = problems.count == 1 && problems[0].line == line && problems[0].message.hasSuffix("(first at line \(first))")
+            if !ok { Issue.record("\(problems.map(\.description))") }
             return true
         }
     }

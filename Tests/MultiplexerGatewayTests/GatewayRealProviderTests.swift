@@ -4,6 +4,7 @@ import Hummingbird
 import Logging
 import MultiplexerCore
 import MultiplexerGateway
+import MultiplexerProcesses
 import MultiplexerTestSupport
 import MultiplexerUpstream
 import NIOCore

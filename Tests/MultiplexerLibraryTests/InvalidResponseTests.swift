@@ -1,6 +1,7 @@
 import Hummingbird
 import Multiplexer
 import MultiplexerCore
+import MultiplexerProcesses
 import MultiplexerTestSupport
 import ServiceLifecycle
 import Testing

@@ -1,6 +1,7 @@
 import Multiplexer
 import MultiplexerCore
 import MultiplexerMockProvider
+import MultiplexerProcesses
 import MultiplexerTestSupport
 import Testing
 

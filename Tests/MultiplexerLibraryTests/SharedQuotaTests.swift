@@ -3,6 +3,7 @@ import Multiplexer
 import MultiplexerCore
 import MultiplexerGateway
 import MultiplexerMockProvider
+import MultiplexerProcesses
 import MultiplexerTestSupport
 import MultiplexerUpstream
 import Testing

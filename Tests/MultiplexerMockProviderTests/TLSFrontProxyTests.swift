@@ -1,5 +1,6 @@
 import Foundation
 import MultiplexerMockProvider
+import MultiplexerProcesses
 import MultiplexerTestSupport
 import Testing
 

@@ -1,5 +1,6 @@
 import MultiplexerCore
 @testable import MultiplexerRedis
+import MultiplexerProcesses
 import MultiplexerTestSupport
 import Testing
 

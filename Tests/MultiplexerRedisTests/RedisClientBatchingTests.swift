@@ -1,5 +1,6 @@
 import Foundation
 import MultiplexerRedis
+import MultiplexerProcesses
 import MultiplexerTestSupport
 import Testing
 

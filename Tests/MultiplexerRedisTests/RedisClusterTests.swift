@@ -1,5 +1,6 @@
 import MultiplexerCore
 import MultiplexerRedis
+import MultiplexerProcesses
 import MultiplexerTestSupport
 import Synchronization
 import Testing

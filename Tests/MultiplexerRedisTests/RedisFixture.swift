@@ -1,6 +1,7 @@
 import Foundation
 import MultiplexerCore
 import MultiplexerRedis
+import MultiplexerProcesses
 import MultiplexerTestSupport
 
 /// Stores on a dedicated `redis-server` (tests here stop and restart it).
@@ -32,7 +33,7 @@ struct RedisFixture {
     /// Stops the server (off the cooperative pool: a SIGTERM waits for Redis to write its AOF and exit).
     func stop(signal: Int32 = SIGKILL) async throws {
         let server = self.server
-        try await offCooperativePool { server.stop(signal: signal) }
+        await offCooperativePool { server.stop(signal: signal) }
     }
 
     /// Starts the server again (off the cooperative pool: it waits until Redis listens).

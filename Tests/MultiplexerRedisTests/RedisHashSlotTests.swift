@@ -1,3 +1,4 @@
+import MultiplexerProcesses
 import MultiplexerTestSupport
 import Testing
 

@@ -1,5 +1,6 @@
 import Foundation
 import MultiplexerCore
+import MultiplexerProcesses
 import MultiplexerTestSupport
 import Testing
 

@@ -1,6 +1,7 @@
 import Foundation
 import MultiplexerCore
 import MultiplexerRedis
+import MultiplexerProcesses
 import MultiplexerTestSupport
 import Testing
 

@@ -1,5 +1,6 @@
 import MultiplexerCore
 import MultiplexerRedis
+import MultiplexerProcesses
 import MultiplexerTestSupport
 import Testing
 
@@ -70,7 +71,7 @@ extension RedisTopologyIntegrationTests {
                 setup.master.stop(signal: SIGKILL)
                 // Wait (bounded) for the sentinels to promote the replica.
                 while true {
-                    if let p = try await offCooperativePool({ setup.promotedMasterPort(otherThan: oldPort) }) {
+                    if let p = await offCooperativePool({ setup.promotedMasterPort(otherThan: oldPort) }) {
                         newPort = p
                         promotedAt = start.duration(to: clock.now)
                         break

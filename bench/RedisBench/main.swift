@@ -7,7 +7,7 @@
 import Foundation
 import MultiplexerCore
 import MultiplexerRedis
-import MultiplexerTestSupport
+import MultiplexerProcesses
 
 @main
 struct RedisBench {

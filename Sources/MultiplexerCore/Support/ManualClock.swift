@@ -6,7 +6,7 @@ import Synchronization
 /// `sleep(until:)` suspends until ``advance(by:)`` moves the clock past the deadline. With
 /// `autoAdvance`, a sleep instead moves the clock to its deadline at once, so code that waits (a router
 /// waiting for a primary to free up) runs instantly in virtual time.
-public final class ManualClock: Clock, Sendable {
+package final class ManualClock: Clock, Sendable {
     /// A point in the manual clock's time.
     public struct Instant: InstantProtocol, Sendable {
         public var offset: Duration

@@ -46,9 +46,48 @@ public enum ConfigurationLoader {
         switch error {
         case .scanner(_, let problem, let mark, _), .parser(_, let problem, let mark, _), .composer(_, let problem, let mark, _):
             return .init(path: "", line: mark.line, message: "not valid YAML: \(problem)")
+        case .duplicatedKeysInMapping(let duplicates, let context):
+            // Yams stops at the first mapping with a repeated key and points at the key's *first* use. The one to
+            // fix is the later one (most YAML readers silently keep it): found from the first one's position.
+            let key = duplicates.sorted().first ?? "?"
+            let first = context.mark.line
+            let second = Self.repeatedKeyLine(key, firstLine: first, firstColumn: context.mark.column, in: context.text)
+            return .init(path: "", line: second ?? first, message: "duplicate key '\(key)'" + (second == nil ? "" : " (first at line \(first))"))
         default:
             return .init(path: "", line: nil, message: "not valid YAML: \(error)")
         }
+    }
+}
+
+extension ConfigurationLoader {
+    /// The line of the next use of `key` in the mapping whose use of it starts at `firstLine`:`firstColumn`
+    /// (1-based, as Yams marks): later on the same line (a flow mapping, `{ a: 1, a: 2 }`), or a later line
+    /// indented exactly as the first (a block mapping), before the mapping ends (a line indented less).
+    static func repeatedKeyLine(_ key: String, firstLine: Int, firstColumn: Int, in text: String) -> Int? {
+        let lines = text.split(separator: "\n", omittingEmptySubsequences: false)
+        guard firstLine >= 1, firstLine <= lines.count else { return nil }
+        let forms = [key, "\"\(key)\"", "'\(key)'"].map { $0 + ":" }
+        let line = Array(lines[firstLine - 1].utf8)
+        let start = min(line.count, max(0, firstColumn - 1) + key.utf8.count)
+        let rest = String(decoding: line[start...], as: UTF8.self)
+        for form in forms {
+            if let r = rest.range(of: form) {
+                let before = rest[..<r.lowerBound].last
+                if before == nil || before == " " || before == "," || before == "{" { return firstLine }
+            }
+        }
+        let indent = max(0, firstColumn - 1)
+        for n in firstLine..<lines.count {
+            let text = lines[n]
+            let body = text.drop { $0 == " " }
+            if body.isEmpty || body.hasPrefix("#") { continue }
+            let column = text.count - body.count
+            // A key of a list item's mapping: `- key:` at the item's indentation counts at the column after "- ".
+            if column < indent && !(body.hasPrefix("- ") && column + 2 == indent) { return nil }
+            if column == indent, forms.contains(where: { body.hasPrefix($0) }) { return n + 1 }
+            if column + 2 == indent, body.hasPrefix("- ") { return nil }
+        }
+        return nil
     }
 }
 
@@ -87,12 +126,18 @@ private final class Walker {
             let items = self.list(p, "providers")
             if items.isEmpty && p.sequence != nil { self.fail("providers", p, "needs at least one provider") }
             c.providers = items.compactMap { self.provider($0.node, $0.path) }
+            // Every later use of a name is reported where it is written, with the first one's line.
+            var first: [String: Int] = [:]
+            for item in items {
+                guard let nameNode = item.node.mapping?["name"], let name = nameNode.scalar?.string else { continue }
+                if let line = first[name] {
+                    self.fail("\(item.path).name", nameNode, "duplicate provider name '\(name)' (first at line \(line))")
+                } else {
+                    first[name] = nameNode.mark?.line ?? 0
+                }
+            }
         } else {
             self.fail("providers", root, "missing required key")
-        }
-        var names = [String: Int]()
-        for p in c.providers {
-            names[p.name, default: 0] += 1
         }
         if let m = top.take("models") {
             let items = self.list(m, "models")

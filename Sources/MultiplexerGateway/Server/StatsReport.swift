@@ -42,7 +42,8 @@ public enum StatsReport {
 
     static func table(_ s: FleetStats, namespace: String) -> String {
         func pad(_ x: String, _ n: Int) -> String { x.count >= n ? x : x + String(repeating: " ", count: n - x.count) }
-        func lpad(_ x: String, _ n: Int) -> String { x.count >= n ? x : String(repeating: " ", count: n - x.count) + x }
+        // At least one space before every column, however wide its value ("prompt" and "completion" ran together).
+        func lpad(_ x: String, _ n: Int) -> String { String(repeating: " ", count: max(1, n - x.count)) + x }
         var out = "namespace {\(namespace)} — \(s.nodes.count) live node\(s.nodes.count == 1 ? "" : "s")\(s.nodes.isEmpty ? "" : ": " + s.nodes.map(\.id).joined(separator: ", "))\n\n"
         let w = max(8, (s.providers.map(\.name.count).max() ?? 0) + 2)
         out += pad("provider", w) + ["requests", "success", "429", "errors", "prompt", "completion", "fallback", "rpm", "tpm", "inflight"].map { lpad($0, 10) }.joined()

@@ -1,7 +1,7 @@
 internal import CCurl
 import MultiplexerCore
 
-/// A transfer that runs on the loop thread: its easy handle, its C header list, what arrived so far, its
+/// A transfer that runs on the loop thread: its easy handle, what arrived so far, its
 /// timers, and where the result goes.
 ///
 /// Confined to the loop thread: libcurl calls its callbacks there (from `curl_multi_perform` and
@@ -10,7 +10,6 @@ import MultiplexerCore
 final class ActiveTransfer {
     let id: TransferID
     let easy: EasyHandle
-    private var headerList: UnsafeMutablePointer<curl_slist>?
     private let timeouts: UpstreamTimeouts
     private let submittedAt: ContinuousClock.Instant
     private let maxResponseBytes: Int
@@ -56,10 +55,6 @@ final class ActiveTransfer {
             self.headContinuation = continuation
             self.storage = storage
         }
-    }
-
-    deinit {
-        if let list = self.headerList { curl_slist_free_all(list) }
     }
 
     // MARK: - Setup
@@ -133,16 +128,7 @@ final class ActiveTransfer {
         try easy.set(CURLOPT_WRITEDATA, pointer: context, call: "CURLOPT_WRITEDATA")
         try easy.set(CURLOPT_PREREQDATA, pointer: context, call: "CURLOPT_PREREQDATA")
 
-        var list: UnsafeMutablePointer<curl_slist>?
-        for line in spec.headerLines {
-            guard let appended = curl_slist_append(list, line) else {
-                if let list { curl_slist_free_all(list) }
-                throw UpstreamError(.other, message: "curl_slist_append failed")
-            }
-            list = appended
-        }
-        self.headerList = list
-        try easy.set(CURLOPT_HTTPHEADER, list: list, call: "CURLOPT_HTTPHEADER")
+        try easy.setHeaders(spec.headerLines)
 
         switch request.method {
         case "GET":

@@ -108,20 +108,40 @@ final class CurlLoop {
             }
 
             var running: Int32 = 0
-            _ = curl_multi_perform(self.multi, &running)
+            let performed = curl_multi_perform(self.multi, &running)
             self.deliverCompleted()
+            if performed != CURLM_OK {
+                // Out of memory or a broken multi handle: the running transfers cannot progress. Each fails with
+                // the reason instead of waiting for a timer; the loop keeps taking new transfers.
+                self.failAll(multiError(performed, call: "curl_multi_perform"))
+            }
             let now = ContinuousClock.now
             let nextDeadline = self.failExpired(now: now)
 
             var timeout = Self.maxPollMilliseconds
             var curlTimeout = -1
-            _ = curl_multi_timeout(self.multi, &curlTimeout)
-            if curlTimeout >= 0 { timeout = min(timeout, curlTimeout) }
+            if curl_multi_timeout(self.multi, &curlTimeout) == CURLM_OK, curlTimeout >= 0 {
+                timeout = min(timeout, curlTimeout)
+            } else if !self.transfers.isEmpty {
+                // libcurl's timer is unknown: poll in short steps so that its timeouts are not missed.
+                timeout = min(timeout, 10)
+            }
             if let nextDeadline {
                 timeout = min(timeout, now.duration(to: nextDeadline).wholeMilliseconds)
             }
             if !self.client.loopWillSleep() { timeout = 0 }
-            _ = curl_multi_poll(self.multi, nil, 0, Int32(timeout), nil)
+            if curl_multi_poll(self.multi, nil, 0, Int32(timeout), nil) != CURLM_OK {
+                // A poll that fails returns at once: sleep for the timeout instead, so that a persistent failure
+                // cannot spin the thread (callers' wake-ups then wait at most this long).
+                usleep(UInt32(max(1, min(timeout, 10))) * 1000)
+            }
+        }
+    }
+
+    /// Ends every running transfer with `error`.
+    private func failAll(_ error: UpstreamError) {
+        for transfer in Array(self.transfers.values) {
+            self.end(transfer, error)
         }
     }
 
@@ -196,11 +216,14 @@ final class CurlLoop {
     /// delivers its result and recycles its easy handle.
     private func end(_ transfer: ActiveTransfer, _ failure: UpstreamError?) {
         let easy = transfer.easy
-        _ = curl_multi_remove_handle(self.multi, easy.raw)
+        let removed = curl_multi_remove_handle(self.multi, easy.raw) == CURLM_OK
         self.count(transfer, now: .now)
         self.transfers[easy.raw] = nil
         self.transfersByID[transfer.id] = nil
         transfer.finish(failure)
+        // A handle libcurl would not remove may still belong to the multi handle: never reused, it is freed
+        // (`curl_easy_cleanup` detaches a handle from its multi handle first).
+        guard removed else { return }
         easy.reusableForPOST = failure == nil ? transfer.reusableTLS : nil
         self.recycle(easy)
     }
@@ -235,9 +258,7 @@ final class CurlLoop {
     }
 
     private func tearDown() {
-        for transfer in Array(self.transfers.values) {
-            self.end(transfer, UpstreamError(.cancelled, message: "the upstream client shut down"))
-        }
+        self.failAll(UpstreamError(.cancelled, message: "the upstream client shut down"))
         self.idleHandles.removeAll()
     }
 }

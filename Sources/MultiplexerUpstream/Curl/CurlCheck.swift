@@ -37,7 +37,12 @@ func curlError(_ code: CURLcode, call: StaticString, context: CurlErrorContext) 
 /// A `CURLMcode` from a multi-handle call, as an error of kind `.other`.
 func checkMulti(_ code: CURLMcode, call: StaticString) throws(UpstreamError) {
     guard code != CURLM_OK else { return }
-    throw UpstreamError(.other, message: "\(call): curl multi error \(code.rawValue) (\(String(cString: curl_multi_strerror(code))))")
+    throw multiError(code, call: call)
+}
+
+/// The error for a failed multi-interface call.
+func multiError(_ code: CURLMcode, call: StaticString) -> UpstreamError {
+    UpstreamError(.other, message: "\(call): curl multi error \(code.rawValue) (\(String(cString: curl_multi_strerror(code))))")
 }
 
 /// The taxonomy: which ``UpstreamError/Kind`` a libcurl result code stands for.

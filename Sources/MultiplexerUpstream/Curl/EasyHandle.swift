@@ -1,7 +1,13 @@
 internal import CCurl
 import MultiplexerCore
 
-/// Owns one `CURL*` easy handle and its `CURLOPT_ERRORBUFFER`, and frees both in `deinit`.
+/// Owns one `CURL*` easy handle, its `CURLOPT_ERRORBUFFER` and the C list set as its `CURLOPT_HTTPHEADER`,
+/// and frees them in `deinit`.
+///
+/// libcurl keeps the *pointer* of a header list (it does not copy it) until the option is set again or the
+/// handle is reset, so the list belongs to the handle: ``setHeaders(_:)`` frees the previous list only after
+/// libcurl holds the new one, ``reset()`` frees it after `curl_easy_reset` dropped it. No path leaves libcurl
+/// with a freed list, whatever the next transfer sets.
 ///
 /// Easy handles are not thread-safe: an `EasyHandle` lives on the loop thread only (see ``CurlLoop``), which
 /// keeps finished ones on a free list and reuses them.
@@ -9,6 +15,8 @@ final class EasyHandle {
     /// The `CURL*`.
     let raw: UnsafeMutableRawPointer
     private let errorBuffer: UnsafeMutablePointer<CChar>
+    /// The list libcurl points at as `CURLOPT_HTTPHEADER` (nil: none set).
+    private var headerList: UnsafeMutablePointer<curl_slist>?
 
     init() throws(UpstreamError) {
         guard let raw = curl_easy_init() else {
@@ -21,6 +29,7 @@ final class EasyHandle {
 
     deinit {
         curl_easy_cleanup(self.raw)
+        if let list = self.headerList { curl_slist_free_all(list) }
         self.errorBuffer.deallocate()
     }
 
@@ -37,6 +46,10 @@ final class EasyHandle {
     /// error buffer again.
     func reset() throws(UpstreamError) {
         curl_easy_reset(self.raw)
+        if let list = self.headerList {
+            curl_slist_free_all(list)
+            self.headerList = nil
+        }
         self.errorBuffer[0] = 0
         try self.set(CURLOPT_ERRORBUFFER, pointer: UnsafeMutableRawPointer(self.errorBuffer), call: "CURLOPT_ERRORBUFFER")
     }
@@ -58,8 +71,24 @@ final class EasyHandle {
         try check(ccurl_easy_setopt_pointer(self.raw, option, value), call: call)
     }
 
-    func set(_ option: CURLoption, list value: UnsafeMutablePointer<curl_slist>?, call: StaticString) throws(UpstreamError) {
-        try check(ccurl_easy_setopt_slist(self.raw, option, value), call: call)
+    /// Builds a C list of `lines`, sets it as `CURLOPT_HTTPHEADER` (none when `lines` is empty) and frees
+    /// the list it replaces. On failure libcurl keeps the previous list, which stays owned here.
+    func setHeaders(_ lines: [String]) throws(UpstreamError) {
+        var list: UnsafeMutablePointer<curl_slist>?
+        for line in lines {
+            guard let appended = curl_slist_append(list, line) else {
+                if let list { curl_slist_free_all(list) }
+                throw UpstreamError(.other, message: "curl_slist_append failed")
+            }
+            list = appended
+        }
+        let code = ccurl_easy_setopt_slist(self.raw, CURLOPT_HTTPHEADER, list)
+        guard code == CURLE_OK else {
+            if let list { curl_slist_free_all(list) }
+            throw curlError(code, call: "CURLOPT_HTTPHEADER", context: CurlErrorContext())
+        }
+        if let previous = self.headerList { curl_slist_free_all(previous) }
+        self.headerList = list
     }
 
     func set(_ option: CURLoption, callback: curl_write_callback, call: StaticString) throws(UpstreamError) {

@@ -35,6 +35,10 @@ final class MultiHandle: @unchecked Sendable {
     }
 
     /// Interrupts a `curl_multi_poll` on the loop thread (or makes the next one return at once).
+    ///
+    /// It fails only when libcurl could not create the multi handle's wake-up socket pair; the loop then still
+    /// sees the caller's command within one poll bound (``CurlLoop`` polls at most a second), so the result is
+    /// deliberately not acted on.
     func wakeup() {
         _ = curl_multi_wakeup(self.raw)
     }

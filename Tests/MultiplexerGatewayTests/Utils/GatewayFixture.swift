@@ -5,6 +5,7 @@ import MultiplexerCore
 import MultiplexerGateway
 import MultiplexerMockProvider
 import MultiplexerRedis
+import MultiplexerProcesses
 import MultiplexerTestSupport
 import MultiplexerUpstream
 import ServiceLifecycle

@@ -2,6 +2,7 @@ import Hummingbird
 import Multiplexer
 import MultiplexerCore
 import MultiplexerMockProvider
+import MultiplexerProcesses
 import MultiplexerTestSupport
 import ServiceLifecycle
 import Testing

@@ -1,5 +1,6 @@
 import MultiplexerCore
 import MultiplexerRedis
+import MultiplexerProcesses
 import MultiplexerTestSupport
 
 /// A quota store under test plus control over its clock.

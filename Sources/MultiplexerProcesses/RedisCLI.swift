@@ -50,10 +50,19 @@ public enum RedisCLI {
     }
 }
 
-/// Runs blocking fixture work (starting processes, polling them) on a Dispatch thread instead of the
-/// Swift cooperative pool, which has only as many threads as cores and runs the tests themselves.
-public func offCooperativePool<T: Sendable>(_ body: @escaping @Sendable () throws -> T) async throws -> T {
-    try await withCheckedThrowingContinuation { c in
-        DispatchQueue.global().async { c.resume(with: Result { try body() }) }
+/// Runs blocking work (starting a process and polling it, waiting for one to exit, running `redis-cli`) on a
+/// Dispatch thread instead of the Swift cooperative pool, which has only as many threads as cores and runs
+/// the gateway's, the fleet's or the tests' own tasks. The one offloading helper of the project's process
+/// code; a body that cannot fail needs no `try` (its error type is `Never`).
+public func offCooperativePool<T: Sendable, E: Error>(_ body: @escaping @Sendable () throws(E) -> T) async throws(E) -> T {
+    let result = await withCheckedContinuation { (c: CheckedContinuation<Result<T, E>, Never>) in
+        DispatchQueue.global().async {
+            do throws(E) {
+                c.resume(returning: .success(try body()))
+            } catch {
+                c.resume(returning: .failure(error))
+            }
+        }
     }
+    return try result.get()
 }
