@@ -23,9 +23,5 @@ static inline int chiredis_set_timeout(redisContext *c, long timeout_ms) {
     struct timeval tv = { timeout_ms / 1000, (timeout_ms % 1000) * 1000 };
     return redisSetTimeout(c, tv);
 }
-// Names the calling thread (shown by top -H and in /proc). pthread_setname_np is a GNU extension,
-// declared by <pthread.h> only under _GNU_SOURCE: declared here with glibc's own prototype.
-extern int pthread_setname_np(pthread_t thread, const char *name);
-static inline void chiredis_name_current_thread(const char *name) { pthread_setname_np(pthread_self(), name); }
 
 #endif

@@ -154,7 +154,8 @@ public final class RedisClient: Sendable {
     public let configuration: Configuration
     private let state = Mutex(State())
     private let wake = DispatchSemaphore(value: 0)
-    private let thread: Mutex<WorkerThread?> = Mutex(nil)
+    /// The I/O worker (see ``shutdown()`` for its end).
+    private let thread: Mutex<DedicatedThread?> = Mutex(nil)
 
     public init(configuration: Configuration) {
         self.configuration = configuration
@@ -164,7 +165,7 @@ public final class RedisClient: Sendable {
         case .sentinel: name = "redis-sentinel"
         case .cluster: name = "redis-slot\(RedisHashSlot.slot(forKey: configuration.routingKey))"
         }
-        let t = WorkerThread(name: name) { [self] in self.workerLoop() }
+        let t = DedicatedThread(name: name) { [self] in self.workerLoop() }
         self.thread.withLock { $0 = t }
     }
 

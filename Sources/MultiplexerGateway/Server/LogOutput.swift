@@ -91,15 +91,18 @@ public final class LogOutput: Sendable {
         }
     }
 
+    /// Starts the background writer (`log-writer`), at the first line. It holds the output weakly and ends
+    /// within one flush interval after the output is released; the process-wide ``standardError`` is never
+    /// released, so its writer runs for the life of the process (nothing to join: it only ever sleeps or writes).
     private func startWriter() {
-        let thread = Thread { [self] in
+        let interval = UInt32(Self.flushInterval * 1_000_000)
+        _ = DedicatedThread(name: "log-writer") { [weak self] in
             while true {
-                Thread.sleep(forTimeInterval: Self.flushInterval)
-                self.flush()
+                usleep(interval)
+                guard let output = self else { return }
+                output.flush()
             }
         }
-        thread.name = "log-writer"
-        thread.start()
     }
 }
 

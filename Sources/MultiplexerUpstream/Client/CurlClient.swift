@@ -124,13 +124,17 @@ public final class CurlClient: Sendable {
             return true
         }
         guard start else { return }
+        let thread = Mutex<DedicatedThread?>(nil)
         await withTaskCancellationHandler {
             await withCheckedContinuation { (done: CheckedContinuation<Void, Never>) in
-                CurlLoop.startThread(client: self, whenFinished: done)
+                let started = CurlLoop.startThread(client: self, whenFinished: done)
+                thread.withLock { $0 = started }
             }
         } onCancel: {
             self.shutdown()
         }
+        // The loop has ended; its thread returns right after resuming us.
+        thread.withLock { $0 }?.join()
     }
 
     /// Stops the client: pending and later calls fail with ``UpstreamError/Kind/cancelled``, the loop

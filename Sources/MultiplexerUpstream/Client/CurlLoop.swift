@@ -31,50 +31,12 @@ final class CurlLoop {
         self.commands.reserveCapacity(64)
     }
 
-    /// Starts the loop on a new detached OS thread; `whenFinished` is resumed when it ended.
-    static func startThread(client: CurlClient, whenFinished: CheckedContinuation<Void, Never>) {
-        let context = Unmanaged.passRetained(ThreadContext(client: client, whenFinished: whenFinished)).toOpaque()
-        #if canImport(Glibc)
-        var thread = pthread_t()
-        #else
-        var thread: pthread_t?
-        #endif
-        let result = pthread_create(
-            &thread, nil,
-            { argument in
-                let context = Unmanaged<ThreadContext>.fromOpaque(argument!).takeRetainedValue()
-                CurlLoop.nameThread()
-                CurlLoop(client: context.client).run()
-                context.whenFinished.resume()
-                return nil
-            }, context)
-        guard result == 0 else {
-            Unmanaged<ThreadContext>.fromOpaque(context).release()
-            fatalError("CurlClient: cannot start its loop thread (pthread_create: \(result))")
-        }
-        #if canImport(Glibc)
-        pthread_detach(thread)
-        #else
-        pthread_detach(thread!)
-        #endif
-    }
-
-    /// Names the thread `curl-loop` (visible in `top -H`, `perf`, `/proc`); best effort, Linux only.
-    private static func nameThread() {
-        #if os(Linux)
-        let fd = open("/proc/thread-self/comm", O_WRONLY)
-        guard fd >= 0 else { return }
-        _ = "curl-loop".withCString { write(fd, $0, 9) }
-        close(fd)
-        #endif
-    }
-
-    private final class ThreadContext {
-        let client: CurlClient
-        let whenFinished: CheckedContinuation<Void, Never>
-        init(client: CurlClient, whenFinished: CheckedContinuation<Void, Never>) {
-            self.client = client
-            self.whenFinished = whenFinished
+    /// Starts the loop on its own thread (`curl-loop`); `whenFinished` is resumed when the loop ended, just
+    /// before the thread does (``CurlClient/run()`` then joins it).
+    static func startThread(client: CurlClient, whenFinished: CheckedContinuation<Void, Never>) -> DedicatedThread {
+        DedicatedThread(name: "curl-loop") {
+            CurlLoop(client: client).run()
+            whenFinished.resume()
         }
     }
 
