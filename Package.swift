@@ -31,6 +31,8 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-http-types.git", from: "1.8.0"),
         .package(url: "https://github.com/apple/swift-nio-extras.git", from: "1.34.1"),
         .package(url: "https://github.com/apple/swift-distributed-tracing.git", from: "1.7.3"),
+        // SHA-1 (Redis script names) and SHA-256 (key digests); already in the graph through swift-nio-extras.
+        .package(url: "https://github.com/apple/swift-crypto.git", "3.12.3"..<"5.0.0"),
         // OTLP/HTTP only: the gRPC exporter's packages are never built.
         .package(url: "https://github.com/swift-otel/swift-otel.git", from: "1.6.0", traits: ["OTLPHTTP"]),
     ],
@@ -59,7 +61,7 @@ let package = Package(
         ),
         .target(
             name: "MultiplexerRedis",
-            dependencies: ["MultiplexerCore", "CHiredis", "CHiredisReader"],
+            dependencies: ["MultiplexerCore", "CHiredis", "CHiredisReader", .product(name: "Crypto", package: "swift-crypto")],
             swiftSettings: swiftSettings
         ),
 
@@ -96,6 +98,7 @@ let package = Package(
             name: "MultiplexerGateway",
             dependencies: [
                 "MultiplexerCore", "MultiplexerRedis", "MultiplexerUpstream",
+                .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "Yams", package: "Yams"),
                 .product(name: "Tracing", package: "swift-distributed-tracing"),
                 .product(name: "Hummingbird", package: "hummingbird"),

@@ -254,6 +254,9 @@ public final class RedisQuotaStore: QuotaStore {
         self.client.shutdown()
     }
 
+    /// Set by the first ``run()``.
+    private let runCalled = Atomic<Bool>(false)
+
     /// Connected, degraded or unavailable.
     public var availability: Availability {
         let degraded = self.local.withLock { $0.degraded }
@@ -294,7 +297,11 @@ public final class RedisQuotaStore: QuotaStore {
     ///
     /// While it runs, successful settlements are written in the background (see ``settle(_:)``); when it
     /// is cancelled it writes what is still queued before it returns.
+    ///
+    /// Call it once (as every component's `run()`, see docs/architecture.md "Lifecycles"): a second call traps.
     public func run() async {
+        let alreadyRunning = self.runCalled.exchange(true, ordering: .relaxed)
+        precondition(!alreadyRunning, "RedisQuotaStore.run() must be called only once")
         self.local.withLock { $0.running = true }
         await withDiscardingTaskGroup { group in
             group.addTask {

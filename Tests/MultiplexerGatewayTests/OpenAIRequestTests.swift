@@ -70,15 +70,15 @@ struct OpenAIRequestTests {
     }
 
     @Test func sha256MatchesKnownDigests() {
-        #expect(SHA256.hex([]) == "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855")
-        #expect(SHA256.hex(Array("test".utf8)) == "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08")
-        #expect(SHA256.hex(Array(String(repeating: "a", count: 1000).utf8)) == "41edece42d63e8d9bf515a9ba6932e1c20cbc9f5a5d134645adb5db1b9737ea3")
+        #expect(KeyDigest.hex([]) == "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855")
+        #expect(KeyDigest.hex(Array("test".utf8)) == "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08")
+        #expect(KeyDigest.hex(Array(String(repeating: "a", count: 1000).utf8)) == "41edece42d63e8d9bf515a9ba6932e1c20cbc9f5a5d134645adb5db1b9737ea3")
     }
 
     @Test func keysAreMatchedByDigest() {
         let auth = KeyAuthenticator(keys: [
             GatewayConfiguration.Key(name: "a", secret: .plain("secret-key-a")),
-            GatewayConfiguration.Key(name: "b", secret: .sha256(SHA256.hex(Array("secret-key-b".utf8)))),
+            GatewayConfiguration.Key(name: "b", secret: .sha256(KeyDigest.hex(Array("secret-key-b".utf8)))),
         ])
         #expect(auth.authenticate("secret-key-a")?.name == "a")
         #expect(auth.authenticate("secret-key-b")?.name == "b")

@@ -12,7 +12,7 @@ struct KeyAuthenticator: Sendable {
         var map: [String: GatewayConfiguration.Key] = [:]
         for k in keys {
             switch k.secret {
-            case .plain(let s): map[SHA256.hex(Array(s.utf8))] = k
+            case .plain(let s): map[KeyDigest.hex(Array(s.utf8))] = k
             case .sha256(let h): map[h] = k
             }
         }
@@ -24,7 +24,7 @@ struct KeyAuthenticator: Sendable {
 
     /// The key matching `presented`, if any.
     func authenticate(_ presented: String) -> GatewayConfiguration.Key? {
-        let digest = SHA256.hex(Array(presented.utf8))
+        let digest = KeyDigest.hex(Array(presented.utf8))
         var found: GatewayConfiguration.Key?
         for (d, k) in self.byDigest where Self.constantTimeEquals(d, digest) { found = k }
         return found

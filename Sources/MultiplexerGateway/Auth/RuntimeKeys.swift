@@ -49,7 +49,7 @@ struct RuntimeKey: Sendable, Hashable {
         var rng = SystemRandomNumberGenerator()
         for i in bytes.indices { bytes[i] = UInt8.random(in: 0...255, using: &rng) }
         let secret = "mx-" + bytes.map { String(format: "%02x", $0) }.joined()
-        var key = RuntimeKey(name: name, digest: SHA256.hex(Array(secret.utf8)))
+        var key = RuntimeKey(name: name, digest: KeyDigest.hex(Array(secret.utf8)))
         key.limits = KeyLimits(rpm: limits.rpm, tpm: limits.tpm)
         key.models = models
         key.dailyMicroUSD = dailyUSD.map { Int(($0 * 1_000_000).rounded()) }
@@ -144,7 +144,7 @@ extension Gateway {
     func authenticate(_ presented: String, keys: KeyAuthenticator) -> GatewayConfiguration.Key? {
         if let k = keys.authenticate(presented) { return k }
         guard !self.runtimeKeys.isEmpty else { return nil }
-        return self.runtimeKeys.authenticate(digest: SHA256.hex(Array(presented.utf8)))
+        return self.runtimeKeys.authenticate(digest: KeyDigest.hex(Array(presented.utf8)))
     }
 
     /// Whether clients must present a key: the file has a `keys` section (even `keys: []`), or run-time keys

@@ -243,7 +243,7 @@ struct AdminController: Sendable {
             return OpenAIController.error(OpenAIError(status: 404, message: "The admin API is off (no admin_key configured).", type: "invalid_request_error", code: "not_found"), requestID: id)
         }
         let presented = KeyAuthenticator.presentedKey(authorization: request.headers[.authorization], apiKey: request.headers[HTTPField.Name("api-key")!])
-        guard let presented, KeyAuthenticator.constantTimeEquals(SHA256.hex(Array(presented.utf8)), SHA256.hex(Array(adminKey.utf8))) else {
+        guard let presented, KeyAuthenticator.constantTimeEquals(KeyDigest.hex(Array(presented.utf8)), KeyDigest.hex(Array(adminKey.utf8))) else {
             return OpenAIController.error(.invalidAPIKey(), requestID: id)
         }
         do {
