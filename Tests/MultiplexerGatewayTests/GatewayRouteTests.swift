@@ -71,6 +71,15 @@ struct GatewayRouteTests {
             let a = stats.json?["providers"]?.arrayValue?.first { $0["name"] == .string("a") }
             #expect(a?["cooldown_reason"] == .string("manual"))
             #expect(!stats.text.contains("sk-test"))
+            // The document's shape (docs/observability.md): absent values are null, never missing; windows,
+            // usage and spend per provider; the configuration the dashboard draws against.
+            let b = stats.json?["providers"]?.arrayValue?.first { $0["name"] == .string("b") }
+            #expect(b?["cooldown_ms"] == .null && b?["cooldown_reason"] == .null && b?["disabled"] == .bool(false))
+            #expect(b?["window"]?["in_flight"]?.intValue == 0 && b?["usage"]?["rate_limited"]?.intValue == 0)
+            #expect(b?["spend"]?["today_micro_usd"]?.intValue == 0)
+            #expect(stats.json?["store"] != nil && stats.json?["generation"]?.intValue != nil && stats.json?["recent_errors"]?.arrayValue != nil)
+            let configured = stats.json?["config"]?["providers"]?.arrayValue?.first { $0["name"] == .string("a") }
+            #expect(configured?["tiers"]?.arrayValue?.isEmpty == false && configured?["pricing"] == .null && configured?["budget"] == .null)
             #expect(try await f.request("/admin/providers/a/cooldown", method: "DELETE", headers: admin).status == 200)
             #expect(try await f.chat().headers["x-multiplexer-provider"] == "a")
             #expect(try await f.request("/admin/providers/ghost/cooldown", body: #"{"seconds": 3}"#, headers: admin).status == 404)

@@ -28,14 +28,14 @@ public struct KeyAdmin: Sendable {
         for (what, v) in [("--rpm", rpm), ("--tpm", tpm)] where (v ?? 0) < 0 { throw KeyAdminError("\(what) must not be negative") }
         let (key, secret) = RuntimeKey.make(name: name, limits: KeyLimits(rpm: rpm, tpm: tpm), models: models, dailyUSD: dailyUSD, monthlyUSD: monthlyUSD)
         guard try await self.store.createClientKey(key.stored) else { throw KeyAdminError("a run-time key named '\(name)' exists already") }
-        return (secret, "created run-time key \(key.json)")
+        return (secret, "created run-time key \(AdminJSON.encode(key.document))")
     }
 
     /// The run-time keys, one per line (or as JSON).
     public func list(json: Bool) async throws -> String {
         defer { self.store.shutdown() }
         let keys = try await self.store.clientKeys().map(RuntimeKey.init).sorted { $0.name < $1.name }
-        if json { return "{\"keys\":[" + keys.map(\.json).joined(separator: ",") + "]}" }
+        if json { return AdminJSON.encode(AdminJSON.Keys(keys: keys.map(\.document))) }
         if keys.isEmpty { return "no run-time keys" }
         return keys.map { k in
             let limits = [k.limits.rpm.map { "rpm \($0)" }, k.limits.tpm.map { "tpm \($0)" }].compactMap { $0 }.joined(separator: ", ")

@@ -68,20 +68,12 @@ struct RuntimeKey: Sendable, Hashable {
         self.createdMs = s.fields["created_ms"].flatMap(Int64.init) ?? 0
     }
 
-    /// The key as JSON, without any secret.
-    var json: String {
-        var out = "{\"name\":"
-        JSONValue.writeString(self.name, into: &out)
-        out += ",\"source\":\"runtime\",\"limits\":{"
-        out += [self.limits.rpm.map { "\"rpm\":\($0)" }, self.limits.tpm.map { "\"tpm\":\($0)" }].compactMap { $0 }.joined(separator: ",")
-        out += "},\"budget\":{"
-        out += [
-            self.dailyMicroUSD.map { "\"daily_usd\":\(Double($0) / 1_000_000)" }, self.monthlyMicroUSD.map { "\"monthly_usd\":\(Double($0) / 1_000_000)" },
-        ].compactMap { $0 }.joined(separator: ",")
-        out += "},\"models\":"
-        if let m = self.models { out += JSONValue.array(m.sorted().map(JSONValue.string)).jsonText } else { out += "null" }
-        out += ",\"created_ms\":\(self.createdMs)}"
-        return out
+    /// The key as the admin API shows it, without any secret.
+    var document: AdminJSON.Key {
+        AdminJSON.Key(
+            name: self.name, source: "runtime", limits: .init(rpm: self.limits.rpm, tpm: self.limits.tpm),
+            budget: .init(dailyUsd: self.dailyMicroUSD.map { Double($0) / 1_000_000 }, monthlyUsd: self.monthlyMicroUSD.map { Double($0) / 1_000_000 }),
+            models: Nullable(wrappedValue: self.models?.sorted()), createdMs: self.createdMs)
     }
 }
 
@@ -209,26 +201,19 @@ final class RecentErrors: Sendable {
         var what: String
     }
     static let limit = 50
-    private let entries = Mutex<[Entry]>([])
+    private let list = Mutex<[Entry]>([])
 
     func record(provider: String, what: String) {
         let e = Entry(atMs: Int64(Date().timeIntervalSince1970 * 1000), provider: provider, what: what)
-        self.entries.withLock { l in
+        self.list.withLock { l in
             l.append(e)
             if l.count > Self.limit { l.removeFirst(l.count - Self.limit) }
         }
     }
 
-    /// `[{"at_ms":…,"provider":…,"what":…},…]`, oldest first.
-    var json: String {
-        let list = self.entries.withLock { $0 }
-        return "[" + list.map { e in
-            var o = "{\"at_ms\":\(e.atMs),\"provider\":"
-            JSONValue.writeString(e.provider, into: &o)
-            o += ",\"what\":"
-            JSONValue.writeString(e.what, into: &o)
-            return o + "}"
-        }.joined(separator: ",") + "]"
+    /// The entries, oldest first.
+    var entries: [AdminJSON.RecentError] {
+        self.list.withLock { $0 }.map { AdminJSON.RecentError(atMs: $0.atMs, provider: $0.provider, what: $0.what) }
     }
 }
 

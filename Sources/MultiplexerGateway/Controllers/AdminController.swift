@@ -1,6 +1,6 @@
 import HTTPTypes
 import Hummingbird
-public import MultiplexerCore
+import MultiplexerCore
 import MultiplexerRedis
 import MultiplexerUpstream
 import NIOCore
@@ -12,15 +12,15 @@ struct AdminController: Sendable {
 
     func addRoutes(to router: Hummingbird.Router<GatewayRequestContext>) {
         router.get("/healthz") { _, _ in
-            OpenAIController.json(status: .ok, "{\"status\":\"ok\"}", requestID: self.gateway.nextRequestID())
+            OpenAIController.json(status: .ok, AdminJSON.encode(AdminJSON.Status(status: "ok")), requestID: self.gateway.nextRequestID())
         }
         router.get("/readyz") { _, _ in
             let id = self.gateway.nextRequestID()
             guard let r = self.gateway.readiness else {
                 let why = self.gateway.state.current == .draining ? "draining" : (self.gateway.state.current == .starting ? "starting" : "unavailable")
-                return OpenAIController.json(status: .serviceUnavailable, "{\"status\":\"\(why)\"}", requestID: id)
+                return OpenAIController.json(status: .serviceUnavailable, AdminJSON.encode(AdminJSON.Status(status: why)), requestID: id)
             }
-            return OpenAIController.json(status: .ok, "{\"status\":\"\(r)\"}", requestID: id)
+            return OpenAIController.json(status: .ok, AdminJSON.encode(AdminJSON.Status(status: "\(r)")), requestID: id)
         }
         router.get("/metrics") { _, _ in
             self.gateway.metrics.storeAvailable.set(self.gateway.redisStore.map { $0.availability == .connected ? 1.0 : 0.0 } ?? 1.0)
@@ -41,10 +41,11 @@ struct AdminController: Sendable {
                         providers: self.gateway.configuration.providers.map(\.name),
                         keys: self.gateway.configuration.keys.map(\.name) + self.gateway.runtimeKeys.all.map(\.name),
                         models: self.gateway.table.groups.map(\.name)))
-                var json = StatsJSON.render(stats, node: self.gateway.nodeID, store: self.storeState)
-                json.removeLast()
-                json += ",\"generation\":\(self.gateway.snapshot.generation),\"config\":\(self.configJSON),\"recent_errors\":\(self.gateway.recentErrors.json)}"
-                return OpenAIController.json(status: .ok, json, requestID: id)
+                var document = AdminJSON.Stats(stats, node: self.gateway.nodeID, store: self.storeState)
+                document.generation = self.gateway.snapshot.generation
+                document.config = self.config
+                document.recentErrors = self.gateway.recentErrors.entries
+                return OpenAIController.json(status: .ok, AdminJSON.encode(document), requestID: id)
             }
         }
         router.post("/admin/providers/:name/cooldown") { request, context in
@@ -62,7 +63,7 @@ struct AdminController: Sendable {
                 let remaining = try await self.gateway.store.setCooldown(provider: name, for: .milliseconds(Int64(seconds * 1000)), reason: .manual)
                 self.gateway.metrics.cooldown(provider: name, reason: "manual")
                 return OpenAIController.json(
-                    status: .ok, "{\"provider\":\"\(name)\",\"cooldown_ms\":\(remaining.millisecondsRoundedUp)}", requestID: id)
+                    status: .ok, AdminJSON.encode(AdminJSON.Cooldown(provider: name, cooldownMs: remaining.millisecondsRoundedUp)), requestID: id)
             }
         }
         router.delete("/admin/providers/:name/cooldown") { request, context in
@@ -71,7 +72,7 @@ struct AdminController: Sendable {
                     return OpenAIController.error(OpenAIError(status: 404, message: "Unknown provider.", type: "invalid_request_error", code: "not_found"), requestID: id)
                 }
                 try await self.gateway.store.clearCooldown(provider: name)
-                return OpenAIController.json(status: .ok, "{\"provider\":\"\(name)\",\"cooldown_ms\":0}", requestID: id)
+                return OpenAIController.json(status: .ok, AdminJSON.encode(AdminJSON.Cooldown(provider: name, cooldownMs: 0)), requestID: id)
             }
         }
     }
@@ -82,35 +83,24 @@ struct AdminController: Sendable {
             await self.admin(request) { id in
                 let r = self.gateway.reload()
                 guard r.applied else {
-                    var out = "{\"error\":{\"message\":"
-                    JSONValue.writeString("The configuration was not reloaded: \(r.errors.count) error\(r.errors.count == 1 ? "" : "s"); the running one stays.", into: &out)
-                    out += ",\"type\":\"invalid_request_error\",\"param\":null,\"code\":\"invalid_configuration\"},\"errors\":["
-                    out += r.errors.map { e in
-                        var o = "{\"path\":"
-                        JSONValue.writeString(e.path, into: &o)
-                        o += ",\"line\":\(e.line.map(String.init) ?? "null"),\"message\":"
-                        JSONValue.writeString(e.message, into: &o)
-                        return o + "}"
-                    }.joined(separator: ",")
-                    out += "]}"
-                    return OpenAIController.json(status: .badRequest, out, requestID: id)
+                    let refused = AdminJSON.ReloadRefused(
+                        error: .init(
+                            message: "The configuration was not reloaded: \(r.errors.count) error\(r.errors.count == 1 ? "" : "s"); the running one stays.",
+                            type: "invalid_request_error", param: nil, code: "invalid_configuration"),
+                        errors: r.errors.map { .init(path: $0.path, line: $0.line, message: $0.message) })
+                    return OpenAIController.json(status: .badRequest, AdminJSON.encode(refused), requestID: id)
                 }
-                let list = { (xs: [String]) in JSONValue.array(xs.map(JSONValue.string)).jsonText }
                 return OpenAIController.json(
                     status: .ok,
-                    "{\"status\":\"reloaded\",\"generation\":\(r.generation),\"changes\":\(list(r.changes)),\"restart_required\":\(list(r.restartRequired))}",
+                    AdminJSON.encode(AdminJSON.Reloaded(generation: r.generation, changes: r.changes, restartRequired: r.restartRequired)),
                     requestID: id)
             }
         }
         router.get("/admin/keys") { request, _ in
             await self.admin(request) { id in
-                let file = self.gateway.configuration.keys.map { k -> String in
-                    var o = "{\"name\":"
-                    JSONValue.writeString(k.name, into: &o)
-                    return o + ",\"source\":\"file\"}"
-                }
-                let runtime = self.gateway.runtimeKeys.all.map(\.json)
-                return OpenAIController.json(status: .ok, "{\"keys\":[\((runtime + file).joined(separator: ","))]}", requestID: id)
+                let file = self.gateway.configuration.keys.map { AdminJSON.Key.file($0.name) }
+                let runtime = self.gateway.runtimeKeys.all.map(\.document)
+                return OpenAIController.json(status: .ok, AdminJSON.encode(AdminJSON.Keys(keys: runtime + file)), requestID: id)
             }
         }
         router.post("/admin/keys") { request, _ in
@@ -155,11 +145,9 @@ struct AdminController: Sendable {
                 }
                 do {
                     let (key, secret) = try await self.gateway.createRuntimeKey(name: name, limits: limits, models: models, dailyUSD: daily, monthlyUSD: monthly)
-                    var out = String(key.json.dropLast())
-                    out += ",\"key\":"
-                    JSONValue.writeString(secret, into: &out)
-                    out += "}"
-                    return OpenAIController.json(status: .created, out, requestID: id)
+                    var created = key.document
+                    created.key = secret
+                    return OpenAIController.json(status: .created, AdminJSON.encode(created), requestID: id)
                 } catch Gateway.KeyCreation.invalid(let m, let p) {
                     return bad(m, p)
                 } catch Gateway.KeyCreation.exists(let n) {
@@ -180,9 +168,7 @@ struct AdminController: Sendable {
                             message: inFile ? "'\(name.prefix(64))' is a key of the configuration file: remove it there and reload." : "No run-time key named '\(name.prefix(64))'.",
                             type: "invalid_request_error", code: "not_found"), requestID: id)
                 }
-                var out = "{\"revoked\":"
-                JSONValue.writeString(name, into: &out)
-                return OpenAIController.json(status: .ok, out + "}", requestID: id)
+                return OpenAIController.json(status: .ok, AdminJSON.encode(AdminJSON.Revoked(revoked: name)), requestID: id)
             }
         }
         router.get("/dashboard") { _, _ in
@@ -198,37 +184,27 @@ struct AdminController: Sendable {
 
     /// Each provider's limits and the tiers it serves in, and each group's members: what the dashboard draws
     /// the windows against.
-    var configJSON: String {
+    var config: AdminJSON.Config {
         let table = self.gateway.table
-        func str(_ x: String) -> String {
-            var o = ""
-            JSONValue.writeString(x, into: &o)
-            return o
-        }
-        let providers = self.gateway.configuration.providers.map { p -> String in
+        let providers = self.gateway.configuration.providers.map { p in
             var tiers: [String] = []
             for g in table.groups {
                 if g.primary.contains(where: { $0.provider == p.name }) { tiers.append("\(g.name): primary") }
                 if g.fallback.contains(where: { $0.provider == p.name }) { tiers.append("\(g.name): fallback") }
             }
             let l = p.limits
-            let limits = [("rpm", l.rpm), ("rpd", l.rpd), ("tpm", l.tpm), ("tpd", l.tpd), ("max_concurrent", l.maxConcurrent)]
-                .compactMap { n, v in v.map { "\"\(n)\":\($0)" } }.joined(separator: ",")
-            let budget = l.dailyBudgetMicroUSD.map { "{\"daily_micro_usd\":\($0)}" } ?? "null"
-            let pricing = p.pricing.map {
-                "{\"input_micro_usd_per_mtok\":\($0.inputMicroUSDPerMillion),\"output_micro_usd_per_mtok\":\($0.outputMicroUSDPerMillion)}"
-            } ?? "null"
-            return "{\"name\":\(str(p.name)),\"tiers\":\(JSONValue.array(tiers.map(JSONValue.string)).jsonText),\"limits\":{\(limits)},\"budget\":\(budget),\"pricing\":\(pricing)}"
+            return AdminJSON.Config.Provider(
+                name: p.name, tiers: tiers, limits: .init(rpm: l.rpm, rpd: l.rpd, tpm: l.tpm, tpd: l.tpd, maxConcurrent: l.maxConcurrent),
+                budget: l.dailyBudgetMicroUSD.map { .init(dailyMicroUsd: $0) },
+                pricing: p.pricing.map { .init(inputMicroUsdPerMtok: $0.inputMicroUSDPerMillion, outputMicroUsdPerMtok: $0.outputMicroUSDPerMillion) })
         }
-        let models = table.groups.map { g in
-            "{\"name\":\(str(g.name)),\"primary\":\(JSONValue.array(g.primary.map { .string($0.provider) }).jsonText),\"fallback\":\(JSONValue.array(g.fallback.map { .string($0.provider) }).jsonText)}"
-        }
+        let models = table.groups.map { g in AdminJSON.Config.Model(name: g.name, primary: g.primary.map(\.provider), fallback: g.fallback.map(\.provider)) }
         let fileKeys = self.gateway.configuration.keys.map { ($0.name, $0.limits) }
         let runtimeKeys = self.gateway.runtimeKeys.all.map { k in (k.name, k.key.limits) }
         let keys = (fileKeys + runtimeKeys).map { name, l in
-            "{\"name\":\(str(name)),\"budget\":{\"daily_micro_usd\":\(l.dailyBudgetMicroUSD.map(String.init) ?? "null"),\"monthly_micro_usd\":\(l.monthlyBudgetMicroUSD.map(String.init) ?? "null")}}"
+            AdminJSON.Config.Key(name: name, budget: .init(dailyMicroUsd: l.dailyBudgetMicroUSD, monthlyMicroUsd: l.monthlyBudgetMicroUSD))
         }
-        return "{\"providers\":[\(providers.joined(separator: ","))],\"models\":[\(models.joined(separator: ","))],\"keys\":[\(keys.joined(separator: ","))]}"
+        return AdminJSON.Config(providers: providers, models: models, keys: keys)
     }
 
     var storeState: String {
@@ -251,31 +227,5 @@ struct AdminController: Sendable {
         } catch {
             return OpenAIController.error(.upstream(status: 503, "The quota store is unavailable.", code: "service_unavailable"), requestID: id)
         }
-    }
-}
-
-/// `/admin/stats` and `multiplexer stats --json`: the fleet snapshot as JSON.
-public enum StatsJSON {
-    public static func render(_ s: FleetStats, node: String?, store: String) -> String {
-        func usage(_ u: UsageCounters) -> String {
-            "{" + UsageCounters.fieldNames.map { "\"\($0)\":\(u[$0])" }.joined(separator: ",") + "}"
-        }
-        func window(_ w: WindowUse) -> String {
-            "{\"rpm\":\(w.rpm),\"rpd\":\(w.rpd),\"tpm\":\(w.tpm),\"tpd\":\(w.tpd),\"in_flight\":\(w.inFlight)}"
-        }
-        func str(_ x: String) -> String {
-            var o = ""
-            JSONValue.writeString(x, into: &o)
-            return o
-        }
-        let providers = s.providers.map { p in
-            "{\"name\":\(str(p.name)),\"usage\":\(usage(p.usage)),\"window\":\(window(p.window)),\"cooldown_ms\":\(p.cooldownRemaining.map { String($0.millisecondsRoundedUp) } ?? "null"),\"cooldown_reason\":\(p.cooldownReason.map { str($0.rawValue) } ?? "null"),\"disabled\":\(p.disabled),\"consecutive_failures\":\(p.consecutiveFailures),\"spend\":{\"today_micro_usd\":\(p.spentToday)}}"
-        }
-        let keys = s.keys.map {
-            "{\"name\":\(str($0.name)),\"usage\":\(usage($0.usage)),\"window\":\(window($0.window)),\"spend\":{\"today_micro_usd\":\($0.spentToday),\"month_micro_usd\":\($0.spentThisMonth)}}"
-        }
-        let models = s.models.map { "{\"name\":\(str($0.name)),\"requests\":\($0.counters.requests),\"fallbacks\":\($0.counters.fallbacks),\"exhausted\":\($0.counters.exhausted),\"continued\":\($0.counters.continued)}" }
-        let nodes = s.nodes.map { "{\"id\":\(str($0.id)),\"last_seen_ms\":\($0.lastSeen.millisecondsRoundedUp)}" }
-        return "{\"node\":\(node.map(str) ?? "null"),\"store\":\(str(store)),\"providers\":[\(providers.joined(separator: ","))],\"keys\":[\(keys.joined(separator: ","))],\"models\":[\(models.joined(separator: ","))],\"nodes\":[\(nodes.joined(separator: ","))]}"
     }
 }
