@@ -320,45 +320,20 @@ public final class RedisClient: Sendable {
         }
     }
 
-    /// One command's next attempt: where it goes and what must precede it.
-    private struct Attempt {
-        var index: Int
-        /// The `ASK` target; `nil` for the primary connection.
-        var ask: RedisAddress?
-        /// Send `SCRIPT LOAD` first (after `NOSCRIPT`).
-        var loadScript = false
-    }
-
-    /// Runs a batch: pipelined on the primary connection, then again for the commands whose replies
-    /// said "not executed here" (``RedisRedirection``), until every command has a real answer or
-    /// ``Configuration/redirectTimeout`` passes.
+    /// Runs a batch: pipelined on the primary connection, then again for the commands whose replies said
+    /// "not executed here", until every command has a real answer or ``Configuration/redirectTimeout``
+    /// passes. The decisions are ``RedisBatchStateMachine``'s; this does the I/O.
     private func run(_ batch: [Unit], router: RedisRouter) {
         let connectsBefore = router.connects
-        var results = [Result<RedisValue, RedisError>?](repeating: nil, count: batch.count)
-        var todo = batch.indices.map { Attempt(index: $0) }
-        var failures = 0
-        var redirects = 0
-        var kinds = (moved: 0, asked: 0, readOnly: 0, retried: 0)
-        var pause = Duration.milliseconds(2)
-        let deadline = ContinuousClock.now + self.configuration.redirectTimeout
-        var lastRefusal: [Int: String] = [:]
-        var round = 0
-        while !todo.isEmpty {
-            round += 1
-            var next: [Attempt] = []
-            var mustPause = false
-            // Primary first, then each ASK target; order within a target is kept.
-            var targets: [RedisAddress?] = [nil]
-            for a in todo where !targets.contains(a.ask) { targets.append(a.ask) }
-            for target in targets {
-                let attempts = todo.filter { $0.ask == target }
-                if attempts.isEmpty { continue }
+        var machine = RedisBatchStateMachine(
+            isScript: batch.map { $0.script != nil }, now: .now, redirectTimeout: self.configuration.redirectTimeout)
+        while let round = machine.startRound() {
+            for (target, attempts) in round {
                 let conn: RedisConnection
                 do throws(RedisError) {
                     if let target { conn = try router.sideConnection(to: target) } else { conn = try router.primaryConnection() }
                 } catch {
-                    for a in attempts { results[a.index] = .failure(error) }
-                    failures += attempts.count
+                    machine.failed(attempts, error)
                     continue
                 }
                 let current = target ?? router.primaryAddress
@@ -377,65 +352,28 @@ public final class RedisClient: Sendable {
                     }
                 } catch {
                     if target == nil { router.dropPrimary() } else { router.dropSide() }
-                    // Replies already read are real answers; the rest are unknown (maybe executed).
-                    for a in attempts.dropFirst(replies.count) { results[a.index] = .failure(error) }
-                    failures += attempts.count - replies.count
+                    machine.failed(attempts.dropFirst(replies.count), error)
                 }
                 for (a, reply) in zip(attempts, replies) {
-                    guard let r = RedisRedirection(reply, isScript: batch[a.index].script != nil, current: current) else {
-                        results[a.index] = .success(reply)
-                        continue
-                    }
-                    lastRefusal[a.index] = reply.errorMessage
-                    switch r {
-                    case .noScript:
-                        // Loaded and still unknown: a real answer, not a loop.
-                        if a.loadScript { results[a.index] = .success(reply) } else { next.append(Attempt(index: a.index, ask: a.ask, loadScript: true)) }
-                    case .moved(_, let to):
-                        kinds.moved += 1
-                        router.moved(to: to)
-                        next.append(Attempt(index: a.index))
-                    case .ask(_, let to):
-                        kinds.asked += 1
-                        next.append(Attempt(index: a.index, ask: to))
-                    case .readOnly:
-                        kinds.readOnly += 1
-                        router.demoted()
-                        next.append(Attempt(index: a.index))
-                    case .tryAgain:
-                        kinds.retried += 1
-                        mustPause = true
-                        next.append(Attempt(index: a.index))
+                    switch machine.received(reply, for: a, from: current) {
+                    case .moved(let to): router.moved(to: to)
+                    case .demoted: router.demoted()
+                    case nil: break
                     }
                 }
             }
-            todo = next
-            if todo.isEmpty { break }
-            redirects += todo.count
-            if ContinuousClock.now >= deadline {
-                for a in todo {
-                    // Refused, not executed: safe to treat as unavailable (the store then degrades).
-                    let why = lastRefusal[a.index] ?? ""
-                    results[a.index] = .failure(RedisError(.unavailable, "not settled within \(self.configuration.redirectTimeout): \(why)"))
-                }
-                failures += todo.count
-                break
-            }
-            // Redirections normally settle in a round or two; after that, pause between rounds too, so a
-            // misconfigured cluster (MOVED back and forth) cannot spin.
-            if mustPause || round >= 3 {
-                // Only the worker thread waits here; callers are already waiting for their replies.
-                Thread.sleep(pause)
-                pause = min(pause * 2, .milliseconds(50))
-            }
+            // Only the worker thread waits here; callers are already waiting for their replies.
+            if let pause = machine.endRound(now: .now) { Thread.sleep(pause) }
         }
+        let kinds = machine.counters
+        let failures = kinds.failures
         let connects = router.connects - connectsBefore
         self.state.withLock { s in
             s.stats.batches += 1
             s.stats.commands += batch.count
             s.stats.requests += batch.reduce(0) { $0 + $1.waiters.count }
             s.stats.connects += connects
-            s.stats.redirects += redirects
+            s.stats.redirects += kinds.redirects
             s.stats.moved += kinds.moved
             s.stats.asked += kinds.asked
             s.stats.readOnly += kinds.readOnly
@@ -450,8 +388,8 @@ public final class RedisClient: Sendable {
                 s.connected = true
             }
         }
-        for (i, unit) in batch.enumerated() {
-            Self.deliver(results[i] ?? .failure(RedisError(.protocolError, "no reply")), to: unit)
+        for (unit, result) in zip(batch, machine.finalResults) {
+            Self.deliver(result, to: unit)
         }
     }
 
