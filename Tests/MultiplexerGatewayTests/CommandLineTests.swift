@@ -73,6 +73,26 @@ struct CommandLineTests {
         #expect(stats == 1 && statsText.contains("redis"), "stats reads MULTIPLEXER_CONFIG (and needs its redis section): \(statsText)")
     }
 
+    /// The README's command synopsis names exactly the flags each subcommand's `--help` lists (a flag added to
+    /// a command and not to the README, or removed from one, fails here).
+    @Test(arguments: ["serve", "check", "stats", "mock-provider", "demo"])
+    func theReadmeSynopsisMatchesTheHelp(command: String) async throws {
+        let readme = try String(contentsOf: OpenAISDKTests.packageRoot.appendingPathComponent("README.md"), encoding: .utf8)
+        // The synopsis entry: from `multiplexer <command>` to the next `multiplexer ` line.
+        let lines = readme.split(separator: "\n", omittingEmptySubsequences: false).map(String.init)
+        let start = try #require(lines.firstIndex { $0.hasPrefix("multiplexer \(command) ") || $0 == "multiplexer \(command)" })
+        var entry = [lines[start]]
+        for line in lines[(start + 1)...] {
+            if line.hasPrefix("multiplexer ") || line.hasPrefix("```") { break }
+            entry.append(line)
+        }
+        let flags = { (text: String) in Set(text.matches(of: /--[a-z][a-z0-9-]+/).map { String($0.output) }) }
+        let written = flags(entry.map { $0.split(separator: "#", maxSplits: 1).first.map(String.init) ?? "" }.joined(separator: " "))
+        let (_, help) = try await OpenAISDKTests.run(Self.binary, [command, "--help"])
+        let offered = flags(help).subtracting(["--help", "--version"])
+        #expect(written == offered, "README lists \(written.subtracting(offered).sorted()) that --help does not; --help has \(offered.subtracting(written).sorted()) the README lacks")
+    }
+
     @Test func statsWatchRedrawsInPlace() async throws {
         let redis = try RedisServer()
         let p = Process()
