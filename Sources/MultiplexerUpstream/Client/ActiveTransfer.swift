@@ -10,8 +10,8 @@ import MultiplexerCore
 final class ActiveTransfer {
     let id: TransferID
     let easy: EasyHandle
-    private let timeouts: UpstreamTimeouts
-    private let submittedAt: ContinuousClock.Instant
+    /// Which phase the transfer is in and which timer runs.
+    private var phases: TransferPhases
     private let maxResponseBytes: Int
 
     private var bufferedContinuation: CheckedContinuation<Result<UpstreamHTTPResponse, UpstreamError>, Never>?
@@ -20,16 +20,12 @@ final class ActiveTransfer {
 
     private(set) var status = 0
     private var headers = UpstreamHeaders()
-    private(set) var headersComplete = false
+    var headersComplete: Bool { self.phases.headersComplete }
     private var body: [UInt8] = []
-    /// A stream's first complete event (or, for a body that is not an event stream, its first byte) arrived.
-    private var gotFirstEvent = false
-    /// When the last complete event arrived (or the consumer resumed a paused transfer).
-    private var lastActivity: ContinuousClock.Instant
     /// Finds the events of a 2xx `text/event-stream` body; `nil` for any other body.
     private var boundaries: SSEEventBoundaries?
     private let maxEventBytes: Int
-    private(set) var paused = false
+    var paused: Bool { self.phases.paused }
     /// When libcurl was about to send the request on a connection (new or reused): the pool statistics
     /// derive the time the transfer waited for a connection from it.
     private(set) var requestStartedAt: ContinuousClock.Instant?
@@ -41,9 +37,9 @@ final class ActiveTransfer {
     init(spec: TransferSpec, easy: EasyHandle, maxResponseBytes: Int) {
         self.id = spec.id
         self.easy = easy
-        self.timeouts = spec.request.timeouts
-        self.submittedAt = spec.submittedAt
-        self.lastActivity = spec.submittedAt
+        let streaming: Bool
+        if case .streaming = spec.delivery { streaming = true } else { streaming = false }
+        self.phases = TransferPhases(timeouts: spec.request.timeouts, submittedAt: spec.submittedAt, isStreaming: streaming)
         self.maxResponseBytes = maxResponseBytes
         self.maxEventBytes = spec.request.maxEventBytes
         self.reusableTLS = spec.request.method == "POST" ? spec.request.tls : nil
@@ -183,7 +179,7 @@ final class ActiveTransfer {
                 self.status = 0
                 self.headers = UpstreamHeaders()
             } else if !self.headersComplete {
-                self.headersComplete = true
+                self.phases.headersArrived()
                 self.headersDidComplete()
             }
             return
@@ -252,24 +248,20 @@ final class ActiveTransfer {
         }
         if self.boundaries == nil {
             // Not an event stream (an error body): any byte is activity.
-            self.gotFirstEvent = true
-            self.lastActivity = .now
+            self.phases.eventArrived(at: .now)
         } else {
             let scan = self.boundaries!.scan(bytes)
             if scan.oversized {
                 self.abortReason = UpstreamError(.eventTooLarge, message: "a server-sent event larger than \(self.maxEventBytes) bytes")
                 return 0
             }
-            if scan.events > 0 {
-                self.gotFirstEvent = true
-                self.lastActivity = .now
-            }
+            if scan.events > 0 { self.phases.eventArrived(at: .now) }
         }
         switch storage.offer(bytes) {
         case .accepted:
             return bytes.count
         case .pause:
-            self.paused = true
+            self.phases.pause()
             return Int(CURL_WRITEFUNC_PAUSE)
         case .consumerGone:
             self.abortReason = UpstreamError(.cancelled, message: "the stream's consumer went away")
@@ -296,9 +288,7 @@ final class ActiveTransfer {
     /// Unpauses a paused stream (the consumer drained its buffer). libcurl may deliver the held-back data
     /// from inside this call.
     func resume() -> UpstreamError? {
-        guard self.paused else { return nil }
-        self.paused = false
-        self.lastActivity = .now
+        guard self.phases.resume(at: .now) else { return nil }
         let code = curl_easy_pause(self.easy.raw, CURLPAUSE_CONT)
         do throws(UpstreamError) {
             try check(code, call: "curl_easy_pause")
@@ -310,37 +300,12 @@ final class ActiveTransfer {
 
     /// The timer that has expired at `now`, as the error to fail the transfer with.
     func expiredTimer(at now: ContinuousClock.Instant) -> UpstreamError? {
-        guard let (deadline, kind) = self.nextDeadline(), deadline <= now else { return nil }
-        switch kind {
-        case .timeout where self.isStreaming:
-            return UpstreamError(.timeout, message: "no response headers within \(self.timeouts.response)")
-        case .timeout:
-            return UpstreamError(.timeout, message: "no complete response within \(self.timeouts.response)")
-        case .firstTokenTimeout:
-            return UpstreamError(.firstTokenTimeout, message: "no complete event within \(self.timeouts.firstByte ?? .zero)")
-        default:
-            return UpstreamError(.streamIdleTimeout, message: "no complete event for \(self.timeouts.idle ?? .zero)")
-        }
+        self.phases.expired(at: now)
     }
 
-    /// The earliest pending deadline and the kind of timeout it stands for.
+    /// The earliest pending deadline of the transfer's timers.
     func nextDeadline() -> (ContinuousClock.Instant, UpstreamError.Kind)? {
-        guard self.isStreaming else {
-            return (self.submittedAt + self.timeouts.response, .timeout)
-        }
-        var earliest: (ContinuousClock.Instant, UpstreamError.Kind)?
-        func consider(_ deadline: ContinuousClock.Instant, _ kind: UpstreamError.Kind) {
-            if earliest == nil || deadline < earliest!.0 { earliest = (deadline, kind) }
-        }
-        if !self.headersComplete {
-            consider(self.submittedAt + self.timeouts.response, .timeout)
-        }
-        if !self.gotFirstEvent, let firstByte = self.timeouts.firstByte {
-            consider(self.submittedAt + firstByte, .firstTokenTimeout)
-        } else if self.gotFirstEvent, !self.paused, let idle = self.timeouts.idle {
-            consider(self.lastActivity + idle, .streamIdleTimeout)
-        }
-        return earliest
+        self.phases.nextDeadline()
     }
 
     /// Delivers the end of the transfer: `nil` for a complete response, else the error. Call once, after
