@@ -37,20 +37,16 @@ public struct ChatCompletion: JSONObjectRepresentable, Hashable {
         /// - Parameter json: a choice object.
         public init(json: JSONValue) throws(MultiplexerError) {
             var r = try JSONObjectReader(json, context: "choice")
-            self.index = try r.int("index") ?? 0
             self.message = try r.object("message", as: ChatMessage.self) ?? ChatMessage(role: .assistant, content: nil)
-            self.finishReason = try r.string("finish_reason")
-            self.logprobs = r.value("logprobs")
+            let shared = try ChoiceMembers(&r)
+            (self.index, self.finishReason, self.logprobs) = (shared.index, shared.finishReason, shared.logprobs)
             self.extra = r.rest
         }
 
         /// The choice as a JSON object.
         public var json: JSONValue {
             var w = JSONObjectWriter(extra: self.extra)
-            w.set("index", self.index)
-            w.set("message", self.message)
-            w.set("finish_reason", self.finishReason)
-            w.set("logprobs", self.logprobs)
+            ChoiceMembers.write(into: &w, index: self.index, "message", self.message, finishReason: self.finishReason, logprobs: self.logprobs)
             return w.json
         }
     }
@@ -110,12 +106,8 @@ public struct ChatCompletion: JSONObjectRepresentable, Hashable {
         guard r.rest["choices"] != nil else {
             throw MultiplexerError(.invalidResponse, "The response has no 'choices'.")
         }
-        self.id = try r.requiredString("id", default: "")
-        self.object = try r.requiredString("object", default: "chat.completion")
-        self.created = try r.int("created") ?? 0
-        self.model = try r.requiredString("model", default: "")
-        self.choices = try r.array("choices", of: Choice.self) ?? []
-        self.usage = try r.object("usage", as: Usage.self)
+        let head = try CompletionHead<Choice>(&r, object: "chat.completion")
+        (self.id, self.object, self.created, self.model, self.choices, self.usage) = (head.id, head.object, head.created, head.model, head.choices, head.usage)
         self.systemFingerprint = try r.string("system_fingerprint")
         self.extra = r.rest
         self.servedBy = nil
@@ -124,12 +116,8 @@ public struct ChatCompletion: JSONObjectRepresentable, Hashable {
     /// The completion as a JSON object.
     public var json: JSONValue {
         var w = JSONObjectWriter(extra: self.extra)
-        w.set("id", self.id)
-        w.set("object", self.object)
-        w.set("created", self.created)
-        w.set("model", self.model)
-        w.set("choices", self.choices)
-        w.set("usage", self.usage)
+        CompletionHead.write(
+            into: &w, id: self.id, object: self.object, created: self.created, model: self.model, choices: self.choices, usage: self.usage)
         w.set("system_fingerprint", self.systemFingerprint)
         return w.json
     }
