@@ -115,6 +115,7 @@ cat > "$DIR/slow.lua" <<'LUA'
 wrk.method = "POST"
 wrk.body   = '{"model":"slow","stream":true,"messages":[{"role":"user","content":"a long stream"}]}'
 wrk.headers["Content-Type"] = "application/json"
+wrk.headers["Authorization"] = "Bearer bench-client-key-0001"
 LUA
 wrk -t2 -c1000 -d12s --timeout 30s -s "$DIR/slow.lua" "http://127.0.0.1:$GW_MEM/v1/chat/completions" > "$DIR/streams.txt" 2>&1 &
 WRK=$!
