@@ -54,6 +54,9 @@ start_gw() { # $1 port $2 node $3 redis
 GWM_PID=$(start_gw "$GW_MEM" gw-memory 0)
 GWR_PID=$(start_gw "$GW_REDIS" gw-redis 1)
 F1=$(start_gw "$GW1" fleet-1 1); F2=$(start_gw "$GW2" fleet-2 1); F3=$(start_gw "$GW3" fleet-3 1)
+# start_gw runs in a command substitution (a subshell): its PIDS+= is lost, so the gateways are added here
+# (they were left running after the benchmark before).
+PIDS+=("$GWM_PID" "$GWR_PID" "$F1" "$F2" "$F3")
 for p in "$GW_MEM" "$GW_REDIS" "$GW1" "$GW2" "$GW3" "$LB"; do wait_port "$p"; done
 sleep 1
 IDLE_RSS=$(rss "$GWM_PID"); IDLE_RSS_REDIS=$(rss "$GWR_PID")
