@@ -39,8 +39,6 @@ package final class DedicatedThread: Sendable {
     private nonisolated(unsafe) let thread: pthread_t
     #endif
     private let state = Mutex(State())
-    /// The thread's name as given (at most 15 bytes of it were applied).
-    package let name: String
 
     /// Starts the thread.
     ///
@@ -48,7 +46,6 @@ package final class DedicatedThread: Sendable {
     ///   - name: the thread's name (truncated to 15 bytes).
     ///   - body: what the thread runs; the thread ends when it returns.
     package init(name: String, _ body: @escaping @Sendable () -> Void) {
-        self.name = name
         let start = Unmanaged.passRetained(Start(name: name, body: body)).toOpaque()
         #if canImport(Glibc)
         var thread = pthread_t()

@@ -48,7 +48,7 @@ struct RuntimeKey: Sendable, Hashable {
         var bytes = [UInt8](repeating: 0, count: 32)
         var rng = SystemRandomNumberGenerator()
         for i in bytes.indices { bytes[i] = UInt8.random(in: 0...255, using: &rng) }
-        let secret = "mx-" + bytes.map { String(format: "%02x", $0) }.joined()
+        let secret = "mx-" + bytes.hexString
         var key = RuntimeKey(name: name, digest: KeyDigest.hex(Array(secret.utf8)))
         key.limits = KeyLimits(rpm: limits.rpm, tpm: limits.tpm)
         key.models = models

@@ -82,10 +82,9 @@ extension ConfigurationLoader {
             let body = text.drop { $0 == " " }
             if body.isEmpty || body.hasPrefix("#") { continue }
             let column = text.count - body.count
-            // A key of a list item's mapping: `- key:` at the item's indentation counts at the column after "- ".
-            if column < indent && !(body.hasPrefix("- ") && column + 2 == indent) { return nil }
+            // Indented less: the mapping ended (a parent key, or the next `- ` item of the list it is in).
+            if column < indent { return nil }
             if column == indent, forms.contains(where: { body.hasPrefix($0) }) { return n + 1 }
-            if column + 2 == indent, body.hasPrefix("- ") { return nil }
         }
         return nil
     }

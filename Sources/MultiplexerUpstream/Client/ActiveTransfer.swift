@@ -32,7 +32,7 @@ final class ActiveTransfer {
     /// Why a callback aborted the transfer (returned 0), reported instead of libcurl's write error.
     private var abortReason: UpstreamError?
 
-    var isStreaming: Bool { self.storage != nil }
+    var isStreaming: Bool { self.phases.isStreaming }
 
     init(spec: TransferSpec, easy: EasyHandle, maxResponseBytes: Int) {
         self.id = spec.id

@@ -82,11 +82,12 @@ final class CurlLoop {
 
             var timeout = Self.maxPollMilliseconds
             var curlTimeout = -1
-            if curl_multi_timeout(self.multi, &curlTimeout) == CURLM_OK, curlTimeout >= 0 {
-                timeout = min(timeout, curlTimeout)
-            } else if !self.transfers.isEmpty {
+            if curl_multi_timeout(self.multi, &curlTimeout) != CURLM_OK {
                 // libcurl's timer is unknown: poll in short steps so that its timeouts are not missed.
-                timeout = min(timeout, 10)
+                if !self.transfers.isEmpty { timeout = min(timeout, 10) }
+            } else if curlTimeout >= 0 {
+                // (-1: libcurl has no timer running; only sockets and our own deadlines wake the loop.)
+                timeout = min(timeout, curlTimeout)
             }
             if let nextDeadline {
                 timeout = min(timeout, now.duration(to: nextDeadline).wholeMilliseconds)
